@@ -1,0 +1,112 @@
+"""The engine contract: the only engine types that `gateway/` imports.
+
+The gateway owns text: it applies the chat template, tokenizes, detokenizes and
+matches stop strings. An engine sees token ids only:
+
+    request = GenerationRequest("req-1", prompt_token_ids=[...], sampling=SamplingParams(64))
+    async with contextlib.aclosing(engine.generate(request)) as events:
+        async for event in events:
+            match event:
+                case TokenDelta(token_ids=ids): ...       # new ids, never empty
+                case Finished(reason=reason): ...         # always last
+
+Closing the iterator before `Finished` (the consumer went away, or found a stop
+string) aborts the request in the engine at once and frees its KV cache. The
+token that ended generation on a stop id is not yielded, but is counted in
+`Finished.completion_tokens`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class FinishReason(enum.StrEnum):
+    STOP = "stop"  # a stop token id (EOS) was generated
+    LENGTH = "length"  # max_tokens or the context length was reached
+    ABORT = "abort"  # the engine gave up on the request (it shuts down, say)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: no top-k filtering
+    seed: int | None = None
+    stop_token_ids: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    request_id: str
+    prompt_token_ids: list[int]
+    sampling: SamplingParams
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDelta:
+    """Token ids generated since the previous event; several when the consumer lags."""
+
+    token_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens served from the prefix cache
+    queue_seconds: float = 0.0  # from submission until the engine first scheduled it
+
+
+GenerationEvent = TokenDelta | Finished
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    max_seq_len: int  # prompt plus output
+    max_input_len: int
+    max_batch_size: int
+    max_num_tokens: int | None = None  # tokens per engine step, where the engine has one
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    running: int = 0
+    waiting: int = 0
+    kv_blocks_total: int = 0
+    kv_blocks_used: int = 0
+    prefix_cache_queries: int = 0  # prompt tokens looked up in the prefix cache, cumulative
+    prefix_cache_hits: int = 0  # of those, tokens found cached, cumulative
+    reused_blocks: int = 0  # KV blocks reused across requests, cumulative
+
+
+class EngineError(Exception):
+    """The engine failed a request, or failed altogether (then `healthy()` is false)."""
+
+
+class Engine(Protocol):
+    """An inference engine held in-process; every method runs on the event loop."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def start(self) -> None:
+        """Load the model; `generate` may be called once this returns."""
+
+    async def close(self) -> None:
+        """Abort what is running and release the model."""
+
+    def healthy(self) -> bool: ...
+
+    def limits(self) -> EngineLimits: ...
+
+    def stats(self) -> EngineStats: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """Events for one request; raises `EngineError` if the engine fails it."""
+        ...

@@ -1,0 +1,67 @@
+"""A per-request hand-off from an engine's step loop to the request's consumer.
+
+Engines push every token of a step into each request's channel from the event
+loop (one `call_soon_threadsafe` per step when the engine runs in a thread), and
+the consumer drains everything pending at once: a consumer that fell behind
+gets one `TokenDelta` with several ids instead of a backlog of events.
+
+Not thread-safe: call every method on the event loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+
+from engines.base import Finished, GenerationEvent, TokenDelta
+
+
+class TokenChannel:
+    __slots__ = ("_error", "_final", "_tokens", "_waiter")
+
+    def __init__(self) -> None:
+        self._tokens: list[int] = []
+        self._final: Finished | None = None
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once the engine has said its last word for this request."""
+        return self._final is not None or self._error is not None
+
+    def put(self, token_ids: Iterable[int]) -> None:
+        self._tokens.extend(token_ids)
+        self._wake()
+
+    def finish(self, final: Finished) -> None:
+        if not self.closed:
+            self._final = final
+            self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.closed:
+            self._error = error
+            self._wake()
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        while True:
+            if self._tokens:
+                tokens, self._tokens = self._tokens, []
+                yield TokenDelta(tokens)
+            elif self._error is not None:
+                raise self._error
+            elif self._final is not None:
+                yield self._final
+                return
+            else:
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)

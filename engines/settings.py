@@ -1,0 +1,46 @@
+"""Each engine's own section of the gateway settings (`engine_name.field` in YAML)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TransformersSettings(_Section):
+    """transformers' continuous batching on the CPU (the embedded default)."""
+
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    # The KV cache is always bounded here: left unset, transformers sizes it
+    # from host RAM (about 9 GB for a 135M model).
+    num_blocks: PositiveInt = 64
+    block_size: PositiveInt = 256
+    max_batch_tokens: PositiveInt = 512
+    max_batch_size: PositiveInt = 32
+    max_seq_len: PositiveInt | None = None  # None: the model's own, capped by the cache
+    threads: PositiveInt | None = None  # torch intra-op threads; None: torch's default
+
+
+class SyntheticSettings(_Section):
+    """A weightless engine with real batch semantics, for tests and load tests."""
+
+    prefill_seconds: float = Field(default=0.0, ge=0)  # per request, on admission
+    token_seconds: float = Field(default=0.005, ge=0)  # per engine step
+    max_batch_size: PositiveInt = 4096
+    max_seq_len: PositiveInt = 8192
+    first_token_id: int = Field(default=1000, ge=0)  # emitted ids cycle through
+    token_id_count: PositiveInt = 1000  # [first_token_id, first_token_id + count)
+    # Injected faults: every Nth request fails after its first token; the whole
+    # engine dies after N generated tokens. 0 turns each off.
+    fail_every_nth_request: int = Field(default=0, ge=0)
+    fail_engine_after_tokens: int = Field(default=0, ge=0)
+
+
+class TrtllmSettings(_Section):
+    """The TensorRT-LLM LLM API (engines/trtllm.py)."""
+
+    free_gpu_memory_fraction: PositiveFloat = 0.9
