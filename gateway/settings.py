@@ -1,7 +1,7 @@
 """Every setting, from (highest first) CLI flags, `GATEWAY_*` variables, a YAML file.
 
-    GATEWAY_ENGINE=synthetic GATEWAY_SYNTHETIC__TOKEN_SECONDS=0.01 trtllm-gateway serve
-    trtllm-gateway serve --config config/llama-3.1-8b-h100.yaml --port 9000
+GATEWAY_ENGINE=synthetic GATEWAY_SYNTHETIC__TOKEN_SECONDS=0.01 trtllm-gateway serve
+trtllm-gateway serve --config config/llama-3.1-8b-h100.yaml --port 9000
 """
 
 from __future__ import annotations
@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     transformers: TransformersSettings = TransformersSettings()
     synthetic: SyntheticSettings = SyntheticSettings()
     trtllm: TrtllmSettings = TrtllmSettings()
+
+    @property
+    def engine_settings(self) -> TransformersSettings | SyntheticSettings | TrtllmSettings:
+        """The section of the engine that `engine` names."""
+        section: TransformersSettings | SyntheticSettings | TrtllmSettings = getattr(
+            self, self.engine
+        )
+        return section
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:

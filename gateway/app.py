@@ -1,0 +1,111 @@
+"""The application factory and its lifespan.
+
+Start-up: resolve the model directory (converting the embedded default once),
+load the tokenizer, start the engine, then build `Services`. Shutdown runs the
+same steps backwards; uvicorn has already stopped accepting and drained what
+it could by then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from engines import create_engine
+from engines.base import Engine
+from gateway.chat import ChatCompletions
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    RouteNotFound,
+    http_response,
+)
+from gateway.metrics import EngineCollector, Metrics
+from gateway.middleware import HTTPMetricsMiddleware
+from gateway.model_files import EMBEDDED_NAME, resolve_model_dir
+from gateway.prompts import PromptRenderer
+from gateway.routes import router
+from gateway.settings import Settings
+from gateway.state import Services
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The gateway app; `engine` replaces the one the settings name (tests use this)."""
+    model_name = settings.served_model_name or (
+        settings.model.name if settings.model else EMBEDDED_NAME
+    )
+    metrics = Metrics(CollectorRegistry(), model_name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model_dir = await asyncio.to_thread(resolve_model_dir, settings.model, settings.cache_dir)
+        prompts = await asyncio.to_thread(PromptRenderer, model_dir, settings.chat_template)
+        running = engine or create_engine(model_dir, settings.engine_settings)
+        try:
+            await running.start()
+            metrics.registry.register(EngineCollector(running.stats, model_name))
+            chat = ChatCompletions(running, prompts, metrics, settings, model_name)
+            app.state.services = Services(running, chat, metrics, model_name)
+            log.info("serving %s on the %s engine", model_name, running.name)
+            yield
+        finally:
+            await running.close()
+            prompts.close()
+
+    app = FastAPI(title="trtllm-gateway", lifespan=lifespan)
+    app.include_router(router)
+    routes = frozenset(getattr(route, "path", "") for route in app.routes)
+    app.add_middleware(HTTPMetricsMiddleware, counter=metrics.http_requests, routes=routes)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def gateway_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, GatewayError)
+        return http_response(error)
+
+    async def invalid_body(_: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        return http_response(_validation_error(error))
+
+    async def http_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        if error.status_code == 404:
+            return http_response(RouteNotFound("no such route"))
+        if error.status_code == 405:
+            return http_response(MethodNotAllowed("method not allowed on this route"))
+        response = http_response(InvalidRequest(str(error.detail)))
+        response.status_code = error.status_code
+        return response
+
+    async def unexpected(_: Request, error: Exception) -> Response:
+        log.error("unhandled error", exc_info=error)
+        return http_response(GatewayError("internal server error"))
+
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(RequestValidationError, invalid_body)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _validation_error(error: RequestValidationError) -> InvalidRequest:
+    """FastAPI's 422 as OpenAI's 400, naming the first offending field."""
+    first = error.errors()[0]
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(f"the body is not valid JSON: {first.get('msg')}")
+    param = ".".join(loc) or None
+    message = str(first.get("msg", "invalid request"))
+    return InvalidRequest(f"{param}: {message}" if param else message, param=param)

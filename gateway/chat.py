@@ -1,0 +1,124 @@
+"""`POST /v1/chat/completions`: validate, render, fit, then stream or collect.
+
+Everything that can be refused is refused before the response starts (fail
+before sending 200): unknown model, unsupported parameters, template errors,
+context length. Errors after that are sent as an SSE error event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+from sse_starlette import EventSourceResponse
+from starlette.responses import Response
+
+from engines.base import Engine, GenerationRequest, SamplingParams
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, sse_event
+from gateway.generation import Generation
+from gateway.lengths import fit_max_tokens
+from gateway.metrics import Metrics
+from gateway.prompts import PromptRenderer
+from gateway.protocol import ChatCompletionRequest
+from gateway.settings import Settings
+from gateway.stops import StopMatcher
+from gateway.streaming import DONE, ChoiceStream, ChunkEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletions:
+    engine: Engine
+    prompts: PromptRenderer
+    metrics: Metrics
+    settings: Settings
+    model_name: str
+
+    async def create(self, body: ChatCompletionRequest) -> Response:
+        metrics = self.metrics.request()  # the clock starts at arrival
+        self._validate(body)
+        prompt_ids = await self.prompts.render([m.template_dict() for m in body.messages])
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        request = GenerationRequest(request_id, prompt_ids, self._sampling(body, prompt_ids))
+        stops = StopMatcher(body.stop_strings) if body.stop_strings else None
+        choice = ChoiceStream(0, self.prompts.detokenizer(prompt_ids), stops)
+        generation = Generation(self.engine, request, choice, metrics)
+        encoder = ChunkEncoder(request_id, int(time.time()), body.model)
+        if body.stream:
+            frames = _sse_frames(generation, encoder, body.include_usage)
+            return EventSourceResponse(frames, sep="\n")
+        return await _complete(generation, request_id, body.model)
+
+    def _validate(self, body: ChatCompletionRequest) -> None:
+        if body.model != self.model_name:
+            raise ModelNotFound(f"The model `{body.model}` does not exist.", param="model")
+        body.reject_unsupported()
+        stops = body.stop_strings
+        if len(stops) > self.settings.max_stop_strings:
+            raise InvalidRequest(
+                f"at most {self.settings.max_stop_strings} stop strings are allowed", param="stop"
+            )
+        if any(not stop for stop in stops):
+            raise InvalidRequest("stop strings must not be empty", param="stop")
+
+    def _sampling(self, body: ChatCompletionRequest, prompt_ids: list[int]) -> SamplingParams:
+        max_tokens = fit_max_tokens(
+            len(prompt_ids),
+            body.requested_max_tokens,
+            self.engine.limits(),
+            strict=self.settings.strict_max_tokens,
+        )
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            top_k=body.top_k or 0,
+            seed=body.seed,
+            stop_token_ids=self.prompts.eos_token_ids,
+        )
+
+
+async def _sse_frames(
+    generation: Generation, encoder: ChunkEncoder, include_usage: bool
+) -> AsyncIterator[bytes]:
+    choice = generation.choice
+    yield encoder.role(choice.index)
+    try:
+        async for text in generation.deltas():
+            yield encoder.content(choice.index, text)
+        yield encoder.finish(choice.index, choice.finish_reason or "stop")
+        if include_usage and generation.usage is not None:
+            yield encoder.usage(generation.usage.body())
+    except GatewayError as error:
+        yield sse_event(error)
+    except Exception:
+        # The stream has begun: the error can only travel as an event.
+        log.exception("stream failed")
+        yield sse_event(GatewayError("internal server error"))
+    yield DONE
+
+
+async def _complete(generation: Generation, completion_id: str, model: str) -> Response:
+    text = "".join([piece async for piece in generation.deltas()])
+    assert generation.usage is not None  # set when deltas() ends
+    body = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": generation.choice.index,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": generation.choice.finish_reason,
+            }
+        ],
+        "usage": generation.usage.body(),
+    }
+    return Response(orjson.dumps(body), media_type="application/json")

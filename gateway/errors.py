@@ -1,0 +1,111 @@
+"""One exception hierarchy, rendered once for HTTP and once for SSE.
+
+    GatewayError
+    ├── InvalidRequest           400 invalid_request_error
+    │   ├── ContextLengthExceeded    code context_length_exceeded
+    │   └── UnsupportedParameter     code unsupported_parameter
+    ├── ModelNotFound            404
+    ├── RouteNotFound            404
+    ├── MethodNotAllowed         405
+    ├── EngineFailure            500 server_error
+    └── EngineUnavailable        503 service_unavailable
+
+Routes raise these; `http_response` and `sse_event` are the only places that
+turn them into bytes, so every error a client sees has OpenAI's shape:
+`{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+from starlette.responses import Response
+
+
+class GatewayError(Exception):
+    """Base class: carries what the OpenAI error body needs."""
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(GatewayError):
+    """The request is malformed or asks for something impossible."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """The prompt, or prompt plus max_tokens in strict mode, does not fit the context."""
+
+    default_code = "context_length_exceeded"
+
+
+class UnsupportedParameter(InvalidRequest):
+    """A valid OpenAI parameter this gateway does not implement (yet)."""
+
+    default_code = "unsupported_parameter"
+
+
+class ModelNotFound(GatewayError):
+    """The request names a model this gateway does not serve."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class RouteNotFound(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status_code = 405
+    error_type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
+class EngineFailure(GatewayError):
+    """The engine failed this request but is still serving others."""
+
+    default_code = "engine_error"
+
+
+class EngineUnavailable(GatewayError):
+    """The engine is not loaded, has died, or is shutting down."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "engine_unavailable"
+
+
+def http_response(error: GatewayError) -> Response:
+    return Response(
+        orjson.dumps(error.body()), status_code=error.status_code, media_type="application/json"
+    )
+
+
+def sse_event(error: GatewayError) -> bytes:
+    """The error as one SSE `data:` frame, sent before `[DONE]` once a stream has begun."""
+    return b"data: " + orjson.dumps(error.body()) + b"\n\n"

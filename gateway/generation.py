@@ -1,0 +1,91 @@
+"""One request's run through the engine: text deltas out, usage and metrics at the end.
+
+Every way out closes the engine's event iterator (`aclosing`), which aborts the
+request in the engine if it is still running: a stop string was matched, the
+client disconnected (the task is cancelled), or an error was raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from engines.base import Engine, EngineError, Finished, FinishReason, GenerationRequest
+from gateway.errors import EngineFailure, EngineUnavailable, GatewayError
+from gateway.metrics import RequestMetrics
+from gateway.streaming import ChoiceStream
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    def body(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+class Generation:
+    def __init__(
+        self,
+        engine: Engine,
+        request: GenerationRequest,
+        choice: ChoiceStream,
+        metrics: RequestMetrics,
+    ) -> None:
+        self.choice = choice
+        self.usage: Usage | None = None  # set once the generation has finished
+        self._engine = engine
+        self._request = request
+        self._metrics = metrics
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """Text for the client, piece by piece; raises a `GatewayError` on engine failure."""
+        finished: Finished | None = None
+        outcome = "abort"  # unless it finishes or fails: the consumer went away
+        try:
+            async with aclosing(self._engine.generate(self._request)) as events:
+                async for event in events:
+                    if isinstance(event, Finished):
+                        finished = event
+                        text = self._finish(event)
+                    else:
+                        self._metrics.delivered()
+                        text = self.choice.push(event.token_ids)
+                    if text:
+                        yield text
+                    if self.choice.finish_reason is not None:
+                        break
+        except EngineError as error:
+            outcome = "error"
+            raise self._engine_error(error) from error
+        except GatewayError:
+            outcome = "error"
+            raise
+        finally:
+            self._record(finished, self.choice.finish_reason or outcome)
+
+    def _finish(self, event: Finished) -> str:
+        if event.reason is FinishReason.ABORT:
+            raise EngineUnavailable("the engine aborted the request")
+        return self.choice.finish(event.reason)
+
+    def _engine_error(self, error: EngineError) -> GatewayError:
+        if not self._engine.healthy():
+            return EngineUnavailable(f"the engine is unavailable: {error}")
+        return EngineFailure(f"the engine failed the request: {error}")
+
+    def _record(self, finished: Finished | None, reason: str) -> None:
+        prompt_tokens = len(self._request.prompt_token_ids)
+        if finished is not None:
+            self.usage = Usage(prompt_tokens, finished.completion_tokens, finished.cached_tokens)
+        else:  # stopped by a stop string, or cut off: count what was delivered
+            self.usage = Usage(prompt_tokens, self.choice.tokens)
+        queue_seconds = finished.queue_seconds if finished is not None else 0.0
+        self._metrics.finished(reason, prompt_tokens, self.usage.completion_tokens, queue_seconds)

@@ -1,0 +1,131 @@
+"""Prometheus metrics: vLLM's names and meanings under the `gateway_` prefix.
+
+Request-path metrics are recorded once per engine delivery (a step's tokens),
+never per token; engine gauges are read from `engine.stats()` at scrape time by
+`EngineCollector`, so an idle gateway does no metrics work at all.
+
+    gateway_request_success_total{finished_reason}   stop | length | abort | error
+    gateway_http_requests_total{route,status}        every response, by status
+    gateway_time_to_first_token_seconds              arrival to first token
+    gateway_inter_token_latency_seconds              between engine deliveries
+    gateway_e2e_request_latency_seconds              arrival to last token
+    gateway_request_queue_time_seconds               waiting in the engine
+    gateway_prompt_tokens_total, gateway_generation_tokens_total
+    gateway_num_requests_running, gateway_num_requests_waiting
+    gateway_kv_cache_usage_perc                      0..1
+    gateway_prefix_cache_queries_total, gateway_prefix_cache_hits_total  (tokens)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from engines.base import EngineStats
+
+FINISH_REASONS = ("stop", "length", "abort", "error")
+
+_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
+                 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0)  # fmt: skip
+_ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4,
+                0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
+_E2E_BUCKETS = (0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0,
+                30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0)  # fmt: skip
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, model_name: str) -> None:
+        self.registry = registry
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, ("model_name", *labels), registry=registry)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+            family = Histogram(name, doc, ("model_name",), registry=registry, buckets=buckets)
+            return family.labels(model_name)
+
+        success = counter("gateway_request_success", "Finished requests.", "finished_reason")
+        self.success = {r: success.labels(model_name, r) for r in FINISH_REASONS}
+        self.http_requests = Counter(
+            "gateway_http_requests", "HTTP responses.", ("route", "status"), registry=registry
+        )
+        self.prompt_tokens = counter("gateway_prompt_tokens", "Prefill tokens.").labels(model_name)
+        self.generation_tokens = counter("gateway_generation_tokens", "Generated tokens.").labels(
+            model_name
+        )
+        self.ttft = histogram(
+            "gateway_time_to_first_token_seconds", "Time to first token.", _TTFT_BUCKETS
+        )
+        self.itl = histogram(
+            "gateway_inter_token_latency_seconds", "Time between deliveries.", _ITL_BUCKETS
+        )
+        self.e2e = histogram(
+            "gateway_e2e_request_latency_seconds", "Arrival to last token.", _E2E_BUCKETS
+        )
+        self.queue_time = histogram(
+            "gateway_request_queue_time_seconds", "Time waiting in the engine.", _E2E_BUCKETS
+        )
+
+    def request(self) -> RequestMetrics:
+        return RequestMetrics(self)
+
+
+class RequestMetrics:
+    """One request's timings, recorded per delivery; created at the request's arrival."""
+
+    __slots__ = ("_arrival", "_last", "_metrics")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._arrival = time.perf_counter()
+        self._last = 0.0
+
+    def delivered(self) -> None:
+        now = time.perf_counter()
+        if self._last:
+            self._metrics.itl.observe(now - self._last)
+        else:
+            self._metrics.ttft.observe(now - self._arrival)
+        self._last = now
+
+    def finished(
+        self, reason: str, prompt_tokens: int, completion_tokens: int, queue_seconds: float
+    ) -> None:
+        metrics = self._metrics
+        metrics.success[reason].inc()
+        metrics.prompt_tokens.inc(prompt_tokens)
+        metrics.generation_tokens.inc(completion_tokens)
+        metrics.queue_time.observe(queue_seconds)
+        metrics.e2e.observe(time.perf_counter() - self._arrival)
+
+
+class EngineCollector(Collector):
+    """Engine gauges and counters, read from `stats()` at scrape time."""
+
+    def __init__(self, stats: Callable[[], EngineStats], model_name: str) -> None:
+        self._stats = stats
+        self._model_name = model_name
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self._stats()
+        usage = stats.kv_blocks_used / stats.kv_blocks_total if stats.kv_blocks_total else 0.0
+        gauge, counter = GaugeMetricFamily, CounterMetricFamily
+        for family, name, doc, value in (
+            (gauge, "num_requests_running", "Requests in the engine's batch.", stats.running),
+            (gauge, "num_requests_waiting", "Requests queued in the engine.", stats.waiting),
+            (gauge, "kv_cache_usage_perc", "KV-cache blocks in use, 0..1.", usage),
+            (counter, "prefix_cache_queries", "Prompt tokens looked up.",
+             stats.prefix_cache_queries),
+            (counter, "prefix_cache_hits", "Prompt tokens found cached.",
+             stats.prefix_cache_hits),
+        ):  # fmt: skip
+            metric = family(f"gateway_{name}", doc, labels=("model_name",))
+            metric.add_metric((self._model_name,), value)
+            yield metric
+
+    def describe(self) -> Iterable[Metric]:
+        return []

@@ -1,0 +1,25 @@
+"""What the routes need, built once in the lifespan: typed, not an `app.state` bag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from engines.base import Engine
+from gateway.chat import ChatCompletions
+from gateway.metrics import Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    engine: Engine
+    chat: ChatCompletions
+    metrics: Metrics
+    model_name: str
+
+
+def services(request: Request) -> Services:
+    """FastAPI dependency: the services of the app that serves `request`."""
+    found: Services = request.app.state.services
+    return found

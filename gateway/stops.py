@@ -1,0 +1,55 @@
+"""Stop strings, matched on text and never leaked, not even in part.
+
+Text that might be the start of a stop string is held back until the next
+pieces decide it: "Hel" is held while "Hello" is a stop string, and released
+once the text goes on as "Help". A matched stop string and everything after it
+are dropped.
+
+    >>> matcher = StopMatcher(["\\nUser:"])
+    >>> matcher.push("Sure.\\nUs")
+    ('Sure.', False)
+    >>> matcher.push("er: hi")
+    ('', True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class StopMatcher:
+    __slots__ = ("_held", "_stops")
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        if any(not stop for stop in stops):
+            raise ValueError("stop strings must not be empty")
+        self._stops = tuple(stops)
+        self._held = ""
+
+    def push(self, text: str) -> tuple[str, bool]:
+        """Text safe to emit now, and whether a stop string was found."""
+        buffer = self._held + text
+        found = self._earliest_stop(buffer)
+        if found >= 0:
+            self._held = ""
+            return buffer[:found], True
+        keep = self._partial_stop_suffix(buffer)
+        self._held = buffer[len(buffer) - keep :]
+        return buffer[: len(buffer) - keep], False
+
+    def flush(self) -> str:
+        """Release held text once generation ended without a stop string."""
+        held, self._held = self._held, ""
+        return held
+
+    def _earliest_stop(self, buffer: str) -> int:
+        hits = [i for i in (buffer.find(stop) for stop in self._stops) if i >= 0]
+        return min(hits, default=-1)
+
+    def _partial_stop_suffix(self, buffer: str) -> int:
+        """Length of the longest end of `buffer` that begins some stop string."""
+        for size in range(min(len(buffer), max(map(len, self._stops)) - 1), 0, -1):
+            tail = buffer[-size:]
+            if any(stop.startswith(tail) for stop in self._stops):
+                return size
+        return 0
