@@ -65,7 +65,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     app = FastAPI(title="trtllm-gateway", lifespan=lifespan)
     app.include_router(router)
-    routes = frozenset(getattr(route, "path", "") for route in app.routes)
+    routes = frozenset(getattr(route, "path", "") for route in [*app.routes, *router.routes])
     app.add_middleware(HTTPMetricsMiddleware, counter=metrics.http_requests, routes=routes)
     _install_error_handlers(app)
     return app

@@ -1,0 +1,78 @@
+"""Shared fixtures: the real tokenizer files, and live gateways on loopback."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from engines.settings import SyntheticSettings, TransformersSettings
+from gateway.app import create_app
+from gateway.model_files import resolve_model_dir
+from gateway.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The embedded SmolLM2 as a Hugging Face directory (converted once, then cached)."""
+    return resolve_model_dir(None, Settings().cache_dir)
+
+
+class LiveServer:
+    """A real uvicorn serving `app` on 127.0.0.1 in a thread of its own."""
+
+    def __init__(self, app: FastAPI) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the server failed to start")
+            self.thread.join(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    @property
+    def url(self) -> str:
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+
+def serve(settings: Settings) -> Iterator[LiveServer]:
+    with LiveServer(create_app(settings)) as server:
+        yield server
+
+
+# The conformance suite runs against every engine; the model's cases are marked.
+ENGINE_SETTINGS = {
+    "synthetic": lambda: Settings(
+        engine="synthetic", synthetic=SyntheticSettings(token_seconds=0.001, max_seq_len=512)
+    ),
+    "transformers": lambda: Settings(
+        engine="transformers", transformers=TransformersSettings(max_seq_len=512)
+    ),
+}
+
+
+@pytest.fixture(
+    scope="session",
+    params=["synthetic", pytest.param("transformers", marks=pytest.mark.model)],
+)
+def gateway(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """A live gateway per engine, shared by the whole session."""
+    yield from serve(ENGINE_SETTINGS[request.param]())
+
+
+@pytest.fixture(scope="session")
+def synthetic_gateway() -> Iterator[LiveServer]:
+    yield from serve(ENGINE_SETTINGS["synthetic"]())

@@ -1,0 +1,244 @@
+"""Request handling over a live gateway on the synthetic engine: limits, errors, faults."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from engines.settings import SyntheticSettings
+from gateway.settings import Settings
+from tests.conftest import LiveServer, serve
+
+MODEL = "SmolLM2-135M-Instruct"
+MESSAGES = [{"role": "user", "content": "Hello there"}]
+
+
+def post(server: LiveServer, body: object, **kwargs: object) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def error_of(response: httpx.Response) -> dict[str, object]:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    error: dict[str, object] = body["error"]
+    return error
+
+
+def prompt_tokens(server: LiveServer) -> int:
+    response = post(server, {"model": MODEL, "messages": MESSAGES, "max_tokens": 1})
+    tokens: int = response.json()["usage"]["prompt_tokens"]
+    return tokens
+
+
+def test_missing_max_tokens_is_clamped_to_the_context_left(
+    synthetic_gateway: LiveServer,
+) -> None:
+    room = 512 - prompt_tokens(synthetic_gateway)
+    body = post(synthetic_gateway, {"model": MODEL, "messages": MESSAGES}).json()
+    assert body["usage"]["completion_tokens"] == room
+    assert body["choices"][0]["finish_reason"] == "length"
+
+
+def test_too_large_max_tokens_is_clamped(synthetic_gateway: LiveServer) -> None:
+    room = 512 - prompt_tokens(synthetic_gateway)
+    body = post(
+        synthetic_gateway, {"model": MODEL, "messages": MESSAGES, "max_tokens": 65535}
+    ).json()
+    assert body["usage"]["completion_tokens"] == room
+    assert body["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.fixture(scope="module")
+def strict_gateway() -> Iterator[LiveServer]:
+    yield from serve(
+        Settings(
+            engine="synthetic",
+            strict_max_tokens=True,
+            synthetic=SyntheticSettings(token_seconds=0.001, max_seq_len=512),
+        )
+    )
+
+
+def test_strict_mode_rejects_too_large_max_tokens(strict_gateway: LiveServer) -> None:
+    response = post(strict_gateway, {"model": MODEL, "messages": MESSAGES, "max_tokens": 600})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "context_length_exceeded"
+    assert error["param"] == "max_tokens"
+    assert str(error["message"]).startswith(
+        "'max_tokens' or 'max_completion_tokens' is too large: 600."
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n", 2),
+        ("logprobs", True),
+        ("top_logprobs", 3),
+        ("tools", [{"type": "function", "function": {"name": "f"}}]),
+        ("tool_choice", "required"),
+        ("response_format", {"type": "json_object"}),
+        ("presence_penalty", 0.5),
+        ("frequency_penalty", 0.5),
+        ("logit_bias", {"42": 1.0}),
+    ],
+)
+def test_not_yet_supported_parameters_are_400(
+    synthetic_gateway: LiveServer, field: str, value: object
+) -> None:
+    response = post(synthetic_gateway, {"model": MODEL, "messages": MESSAGES, field: value})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["param"] == field
+    assert error["code"] == "unsupported_parameter"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": MODEL, "messages": []}, "messages"),
+        ({"model": MODEL}, "messages"),
+        ({"messages": MESSAGES}, "model"),
+        ({"model": MODEL, "messages": MESSAGES, "max_tokens": 0}, "max_tokens"),
+        ({"model": MODEL, "messages": MESSAGES, "temperature": 3}, "temperature"),
+        ({"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ({"model": MODEL, "messages": MESSAGES, "stop": ""}, "stop"),
+        ({"model": MODEL, "messages": MESSAGES, "stop": ["x"] * 17}, "stop"),
+        (
+            {
+                "model": MODEL,
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+                ],
+            },
+            "messages.0.content",
+        ),
+    ],
+)
+def test_invalid_requests_are_400_naming_the_field(
+    synthetic_gateway: LiveServer, body: object, param: str
+) -> None:
+    response = post(synthetic_gateway, body)
+    assert response.status_code == 400
+    assert error_of(response)["param"] == param
+
+
+def test_malformed_json_is_400(synthetic_gateway: LiveServer) -> None:
+    response = httpx.post(
+        f"{synthetic_gateway.url}/v1/chat/completions",
+        content=b'{"model": ',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert error_of(response)["type"] == "invalid_request_error"
+
+
+def test_unknown_route_and_method_use_the_error_shape(synthetic_gateway: LiveServer) -> None:
+    missing = httpx.get(f"{synthetic_gateway.url}/v1/nothing")
+    assert missing.status_code == 404
+    assert error_of(missing)["code"] == "not_found"
+    wrong = httpx.get(f"{synthetic_gateway.url}/v1/chat/completions")
+    assert wrong.status_code == 405
+    assert error_of(wrong)["code"] == "method_not_allowed"
+
+
+def test_unknown_fields_and_stream_options_without_stream_are_accepted(
+    synthetic_gateway: LiveServer,
+) -> None:
+    response = post(
+        synthetic_gateway,
+        {
+            "model": MODEL,
+            "messages": MESSAGES,
+            "max_tokens": 2,
+            "stream_options": {"include_usage": True},
+            "some_vendor_field": {"x": 1},
+            "user": "someone",
+            "seed": 7,
+        },
+    )
+    assert response.status_code == 200
+    assert "usage" in response.json()
+
+
+def test_text_content_parts_are_joined(synthetic_gateway: LiveServer) -> None:
+    parts = [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]
+    as_parts = post(
+        synthetic_gateway,
+        {"model": MODEL, "messages": [{"role": "user", "content": parts}], "max_tokens": 1},
+    )
+    assert as_parts.json()["usage"]["prompt_tokens"] == prompt_tokens(synthetic_gateway)
+
+
+def engine_gauges(server: LiveServer) -> dict[str, float]:
+    gauges = {}
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(("gateway_num_requests_", "gateway_kv_cache_usage_perc")):
+            name, value = line.split(" ")
+            gauges[name.split("{")[0]] = float(value)
+    return gauges
+
+
+def test_client_disconnect_aborts_the_request_in_the_engine(
+    synthetic_gateway: LiveServer,
+) -> None:
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 400, "stream": True}
+    with httpx.stream("POST", f"{synthetic_gateway.url}/v1/chat/completions", json=body) as r:
+        lines = r.iter_lines()
+        for _ in range(6):
+            next(lines)
+        assert engine_gauges(synthetic_gateway)["gateway_num_requests_running"] == 1
+    deadline = time.monotonic() + 5
+    while engine_gauges(synthetic_gateway)["gateway_num_requests_running"] != 0:
+        assert time.monotonic() < deadline, "the engine kept generating for a gone client"
+        time.sleep(0.02)
+    assert engine_gauges(synthetic_gateway)["gateway_kv_cache_usage_perc"] == 0
+
+
+@pytest.fixture(scope="module")
+def failing_gateway() -> Iterator[LiveServer]:
+    settings = SyntheticSettings(token_seconds=0.001, max_seq_len=512, fail_every_nth_request=1)
+    yield from serve(Settings(engine="synthetic", synthetic=settings))
+
+
+def test_request_failure_is_500_when_not_streaming(failing_gateway: LiveServer) -> None:
+    response = post(failing_gateway, {"model": MODEL, "messages": MESSAGES, "max_tokens": 5})
+    assert response.status_code == 500
+    assert error_of(response)["code"] == "engine_error"
+
+
+def test_request_failure_ends_the_stream_with_an_error_event(
+    failing_gateway: LiveServer,
+) -> None:
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 5, "stream": True}
+    with httpx.stream("POST", f"{failing_gateway.url}/v1/chat/completions", json=body) as r:
+        payloads = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    assert json.loads(payloads[-2])["error"]["code"] == "engine_error"
+    with pytest.raises(openai.APIError):
+        sdk = openai.OpenAI(base_url=f"{failing_gateway.url}/v1", api_key="x", max_retries=0)
+        for _ in sdk.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):  # type: ignore[call-overload]
+            pass
+
+
+@pytest.fixture
+def dying_gateway() -> Iterator[LiveServer]:
+    settings = SyntheticSettings(token_seconds=0.001, max_seq_len=512, fail_engine_after_tokens=3)
+    yield from serve(Settings(engine="synthetic", synthetic=settings))
+
+
+def test_engine_death_turns_ready_and_requests_to_503(dying_gateway: LiveServer) -> None:
+    first = post(dying_gateway, {"model": MODEL, "messages": MESSAGES, "max_tokens": 10})
+    assert first.status_code == 503
+    assert error_of(first)["type"] == "service_unavailable"
+    assert httpx.get(f"{dying_gateway.url}/ready").status_code == 503
+    assert httpx.get(f"{dying_gateway.url}/health").status_code == 200
+    second = post(dying_gateway, {"model": MODEL, "messages": MESSAGES, "max_tokens": 10})
+    assert second.status_code == 503
