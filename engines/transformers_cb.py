@@ -1,0 +1,377 @@
+"""transformers' continuous batching on the CPU: the embedded default engine.
+
+transformers' manager thread is the one owner of the model: it schedules, runs
+one forward pass per step and hands each request's cumulative output to its
+`OutputRouter`, which calls our handler on the event loop once per step for the
+whole batch (`deliver_batch`). The handler diffs each request's tokens into its
+`TokenChannel`; nothing else crosses threads but a few counters read by `stats`.
+
+Traps in transformers 5.23 this module works around:
+- Left unset, the KV cache is sized from host RAM (about 9 GB); it is always
+  bounded here by `num_blocks` x `block_size`.
+- Per-request temperature/top_k/top_p exist only if the base GenerationConfig
+  has non-default values for them, and sampling vs argmax is one switch for
+  the whole batch: so sampling is always on and greedy is `top_k=1`.
+- A cancelled request gets no terminal output and its result handler leaks:
+  `_abort` removes the handler itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from engines.base import (
+    EngineError,
+    EngineLimits,
+    EngineStats,
+    Finished,
+    FinishReason,
+    GenerationEvent,
+    GenerationRequest,
+    SamplingParams,
+)
+from engines.channel import TokenChannel
+from engines.settings import TransformersSettings
+
+logger = logging.getLogger(__name__)
+
+# Never used for sampling (every request passes its own values); non-default
+# only so that transformers creates the three per-request processors.
+_BASE_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 0.7, "top_k": 50, "top_p": 0.95}
+# top_k=1 keeps the argmax and exact ties only; a top_p below float32's epsilon
+# then keeps a single token, so a tie cannot make the sampler pick at random.
+_GREEDY: dict[str, Any] = {"temperature": 1.0, "top_k": 1, "top_p": 1e-9}
+_STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(slots=True)
+class _Live:
+    """One request between submission and its last event."""
+
+    channel: TokenChannel
+    stop_ids: frozenset[int]
+    prompt_tokens: int
+    sent: int = 0  # generated tokens handed to the channel (or dropped: the stop id)
+    # Written on the manager thread by its prefix-cache lookup, read at the end.
+    looked_up: bool = False
+    cached_tokens: int = 0
+
+
+@dataclass(slots=True)
+class _PrefixCounters:
+    """Cumulative prefix-cache figures; written on the manager thread only."""
+
+    queries: int = 0
+    hits: int = 0
+    reused_blocks: int = 0
+    block_size: int = field(default=1)
+
+
+class TransformersEngine:
+    def __init__(self, model_dir: Path, settings: TransformersSettings) -> None:
+        self._model_dir = model_dir
+        self._settings = settings
+        self._manager: Any = None  # transformers' ContinuousBatchingManager
+        self._cache: Any = None  # its PagedAttentionCache
+        self._scheduler: Any = None
+        self._limits: EngineLimits | None = None
+        self._vocab_size = 0
+        self._live: dict[str, _Live] = {}
+        self._ids = itertools.count()
+        self._prefix = _PrefixCounters(block_size=settings.block_size)
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return "transformers"
+
+    async def start(self) -> None:
+        manager = await asyncio.to_thread(self._start_manager)
+        processor = manager.batch_processor  # created by the manager thread for the warm-up
+        self._cache, self._scheduler = processor.cache, processor.scheduler
+        self._vocab_size = int(manager.model.config.vocab_size)
+        self._limits = self._compute_limits(manager)
+        self._count_prefix_lookups(self._cache)  # after the warm-up: stats start at zero
+        self._manager = manager
+        watcher = threading.Thread(
+            target=self._watch_manager_thread,
+            args=(manager._generation_thread, asyncio.get_running_loop()),
+            name="transformers-cb-watcher",
+            daemon=True,
+        )
+        watcher.start()
+        logger.info("transformers engine ready: %s", self._limits)
+
+    def _start_manager(self) -> Any:
+        """Load the model, start the manager and warm it up; off the event loop (seconds)."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        settings = self._settings
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+        model = AutoModelForCausalLM.from_pretrained(
+            self._model_dir, dtype=getattr(torch, settings.dtype)
+        )
+        manager = _create_manager(model, settings)
+        manager.start()
+        # The first forward passes set kernels up (about a second on 2 cores):
+        # pay that here rather than in the first request's time to first token.
+        manager.add_request(list(range(1, 17)), request_id="warm-up", max_new_tokens=2, **_GREEDY)
+        result = manager.get_result("warm-up", timeout=_STOP_TIMEOUT_S)
+        if result is None or result.error is not None:
+            manager.stop(block=True, timeout=_STOP_TIMEOUT_S, hard_stop=True)
+            reason = "no answer" if result is None else result.error
+            raise EngineError(f"the transformers engine failed its warm-up: {reason}")
+        return manager
+
+    def _compute_limits(self, manager: Any) -> EngineLimits:
+        capacity = int(self._cache.num_blocks) * self._settings.block_size
+        max_seq_len = min(
+            int(manager.model.config.max_position_embeddings),
+            self._settings.max_seq_len or capacity,
+            capacity,
+        )
+        return EngineLimits(
+            max_seq_len=max_seq_len,
+            max_input_len=max_seq_len - 1,
+            max_batch_size=self._settings.max_batch_size,
+            max_num_tokens=int(self._cache.max_batch_tokens),
+        )
+
+    def _count_prefix_lookups(self, cache: Any) -> None:
+        """Wrap the cache's prefix search, which the scheduler calls on the manager thread."""
+        search = cache.search_prefix_match
+        counters = self._prefix
+
+        def search_and_count(request_id: str, prompt_ids: list[int]) -> int:
+            matched = int(search(request_id, prompt_ids))
+            live = self._live.get(request_id)
+            if live is None:
+                return matched
+            # A waiting request is looked up again each step until scheduled.
+            if not live.looked_up:
+                live.looked_up = True
+                counters.queries += len(prompt_ids)
+            if matched and not live.cached_tokens:
+                live.cached_tokens = matched
+                counters.hits += matched
+                counters.reused_blocks += matched // counters.block_size
+            return matched
+
+        cache.search_prefix_match = search_and_count
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        manager, self._manager = self._manager, None
+        self._cache = self._scheduler = None  # lets the cache tensor go with the manager
+        for request_id in list(self._live):
+            self._end(request_id, FinishReason.ABORT)
+        if manager is not None:
+            # A hard stop drops what is running after the current step.
+            await asyncio.to_thread(
+                manager.stop, block=True, timeout=_STOP_TIMEOUT_S, hard_stop=True
+            )
+        logger.info("transformers engine closed")
+
+    def healthy(self) -> bool:
+        manager = self._manager
+        return (
+            manager is not None
+            and manager.is_running()
+            and manager.background_thread_status.fatal_error is None
+        )
+
+    def limits(self) -> EngineLimits:
+        if self._limits is None:
+            raise EngineError("the transformers engine is not started")
+        return self._limits
+
+    def stats(self) -> EngineStats:
+        # Plain len() reads of structures the manager thread mutates: atomic under the GIL.
+        manager, cache, scheduler = self._manager, self._cache, self._scheduler
+        if manager is None or cache is None or scheduler is None:
+            return EngineStats()
+        return EngineStats(
+            running=len(scheduler.active_requests),
+            waiting=len(scheduler.waiting_requests) + manager.input_queue.qsize(),
+            kv_blocks_total=int(cache.num_blocks),
+            kv_blocks_used=_kv_blocks_used(cache),
+            prefix_cache_queries=self._prefix.queries,
+            prefix_cache_hits=self._prefix.hits,
+            reused_blocks=self._prefix.reused_blocks,
+        )
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
+        request_id, live = self._submit(request)
+        try:
+            # channel.events() is an async generator, typed as an iterator.
+            events = cast("AsyncGenerator[GenerationEvent]", live.channel.events())
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
+        finally:
+            # Still live: the consumer left before Finished (closed us, or was cancelled).
+            self._abort(request_id)
+
+    def _submit(self, request: GenerationRequest) -> tuple[str, _Live]:
+        manager = self._manager
+        if manager is None or not self.healthy():
+            raise EngineError("the transformers engine is not running")
+        max_new_tokens = self._max_new_tokens(request)
+        request_id = f"{request.request_id}#{next(self._ids)}"  # unique even if callers reuse ids
+        sampling = request.sampling
+        live = _Live(TokenChannel(), sampling.stop_token_ids, len(request.prompt_token_ids))
+        self._live[request_id] = live
+        manager.register_result_handler(request_id, self._on_output)
+        try:
+            added = manager.add_request(
+                request.prompt_token_ids,
+                request_id=request_id,
+                max_new_tokens=max_new_tokens,
+                streaming=True,
+                eos_token_id=sorted(sampling.stop_token_ids),
+                **_sampling_kwargs(sampling, self._vocab_size),
+            )
+        except Exception as error:
+            self._abort(request_id)
+            raise EngineError(f"the transformers engine refused the request: {error}") from error
+        if added is None:
+            self._abort(request_id)
+            raise EngineError("the transformers engine is not accepting requests")
+        return request_id, live
+
+    def _max_new_tokens(self, request: GenerationRequest) -> int:
+        limits = self.limits()
+        prompt_len = len(request.prompt_token_ids)
+        if prompt_len == 0:
+            raise EngineError("the prompt is empty")
+        if prompt_len > limits.max_input_len:
+            raise EngineError(
+                f"the prompt has {prompt_len} tokens, more than the {limits.max_input_len} allowed"
+            )
+        if request.sampling.max_tokens < 1:
+            raise EngineError("max_tokens must be at least 1")
+        # Past the context left, generation ends with LENGTH like max_tokens does.
+        return min(request.sampling.max_tokens, limits.max_seq_len - prompt_len)
+
+    def _on_output(self, output: Any) -> None:
+        """One request's cumulative output after an engine step; runs on the event loop."""
+        live = self._live.get(output.request_id)
+        if live is None:  # aborted meanwhile: its output was already on its way
+            return
+        if output.error is not None:
+            del self._live[output.request_id]
+            live.channel.fail(EngineError(f"generation failed: {output.error}"))
+            return
+        tokens: list[int] = output.generated_tokens
+        finished = output.is_finished()
+        stopped = finished and bool(tokens) and tokens[-1] in live.stop_ids
+        end = len(tokens) - 1 if stopped else len(tokens)  # the stop id is counted, not sent
+        if end > live.sent:
+            live.channel.put(tokens[live.sent : end])
+            live.sent = end
+        if finished:
+            scheduled_at = output.lifespan[0]
+            queued = scheduled_at - output.created_time if scheduled_at > 0 else 0.0
+            reason = FinishReason.STOP if stopped else FinishReason.LENGTH
+            self._end(output.request_id, reason, len(tokens), max(0.0, queued))
+
+    def _end(
+        self,
+        request_id: str,
+        reason: FinishReason,
+        completion: int | None = None,
+        queued: float = 0.0,
+    ) -> None:
+        live = self._live.pop(request_id)
+        live.channel.finish(
+            Finished(
+                reason=reason,
+                prompt_tokens=live.prompt_tokens,
+                completion_tokens=live.sent if completion is None else completion,
+                cached_tokens=live.cached_tokens,
+                queue_seconds=queued,
+            )
+        )
+
+    def _abort(self, request_id: str) -> None:
+        """Drop a request the engine has not finished; a no-op for a finished one."""
+        if self._live.pop(request_id, None) is None:
+            return
+        manager = self._manager
+        if manager is not None:
+            manager.cancel_request(request_id)  # frees its KV blocks on the next step
+            # transformers sends nothing more for a cancelled request, so the
+            # handler it keeps until a terminal output would leak.
+            manager.output_router.result_handlers.pop(request_id, None)
+
+    def _watch_manager_thread(
+        self, thread: threading.Thread, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Fail every open request once the manager thread ends, however it ends."""
+        thread.join()
+        with contextlib.suppress(RuntimeError):  # the event loop is closed already
+            loop.call_soon_threadsafe(self._on_manager_exit)
+
+    def _on_manager_exit(self) -> None:
+        if self._closed:
+            return
+        manager = self._manager
+        fatal = manager.background_thread_status.fatal_error if manager is not None else None
+        logger.error("transformers manager thread exited: %s", fatal)
+        error = EngineError(f"the transformers engine stopped: {fatal or 'manager thread exited'}")
+        for request_id in list(self._live):
+            self._live.pop(request_id).channel.fail(error)
+
+
+def _create_manager(model: Any, settings: TransformersSettings) -> Any:
+    from transformers import ContinuousBatchingConfig, GenerationConfig
+
+    eos = model.generation_config.eos_token_id
+    generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
+        **_BASE_SAMPLING, eos_token_id=eos, pad_token_id=eos
+    )
+    cb_config = ContinuousBatchingConfig(
+        num_blocks=settings.num_blocks,  # set, so the cache is never sized from host RAM
+        page_size=settings.block_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_requests_per_batch=settings.max_batch_size,
+        per_request_processors=True,
+    )
+    return model.init_continuous_batching(
+        generation_config=generation_config, continuous_batching_config=cb_config
+    )
+
+
+def _sampling_kwargs(sampling: SamplingParams, vocab_size: int) -> dict[str, Any]:
+    """Per-request processor arguments; transformers checks their types (floats, int)."""
+    if sampling.temperature <= 0:
+        return dict(_GREEDY)
+    # transformers' top_k=0 would keep one token; the whole vocabulary means no filter.
+    top_k = vocab_size if sampling.top_k <= 0 else min(sampling.top_k, vocab_size)
+    return {
+        "temperature": float(sampling.temperature),
+        "top_k": int(top_k),
+        "top_p": float(min(max(sampling.top_p, 0.0), 1.0)),
+    }
+
+
+def _kv_blocks_used(cache: Any) -> int:
+    """Blocks held by requests; blocks kept only for prefix reuse count as free."""
+    pool = cache.pool
+    blocks_per_sector = int(cache.num_blocks) // max(1, int(pool.num_sectors))
+    free = pool.num_free_sectors * blocks_per_sector
+    for allocator in cache.cache_allocators.values():
+        free += pool.count_free_blocks(allocator.index) + len(allocator.ledger.cached_blocks)
+    return int(cache.num_blocks) - int(free)
