@@ -11,7 +11,7 @@ Not thread-safe: call every method on the event loop's thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 
 from engines.base import Finished, GenerationEvent, TokenDelta
 
@@ -44,7 +44,7 @@ class TokenChannel:
             self._error = error
             self._wake()
 
-    async def events(self) -> AsyncIterator[GenerationEvent]:
+    async def events(self) -> AsyncGenerator[GenerationEvent]:
         while True:
             if self._tokens:
                 tokens, self._tokens = self._tokens, []

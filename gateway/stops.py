@@ -43,8 +43,20 @@ class StopMatcher:
         return held
 
     def _earliest_stop(self, buffer: str) -> int:
-        hits = [i for i in (buffer.find(stop) for stop in self._stops) if i >= 0]
-        return min(hits, default=-1)
+        """Start of the stop string that completes first (the longest, on a tie), or -1.
+
+        Generation would have stopped where a stop string first *ends*, so the
+        answer does not depend on how the text was split into pieces.
+        """
+        best_end, best_start = len(buffer) + 1, -1
+        for stop in self._stops:
+            start = buffer.find(stop)
+            if start < 0:
+                continue
+            end = start + len(stop)
+            if end < best_end or (end == best_end and start < best_start):
+                best_end, best_start = end, start
+        return best_start
 
     def _partial_stop_suffix(self, buffer: str) -> int:
         """Length of the longest end of `buffer` that begins some stop string."""

@@ -7,10 +7,13 @@ import json
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import LiveServer
 
-PROMPT = [{"role": "user", "content": "Write one sentence about the sea."}]
+PROMPT: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Write one sentence about the sea."}
+]
 
 
 def client(server: LiveServer) -> openai.OpenAI:
@@ -134,7 +137,7 @@ def test_stop_string_cuts_output_and_is_not_leaked(gateway: LiveServer) -> None:
 
 
 def test_prompt_over_context_is_400_with_vllm_wording(gateway: LiveServer) -> None:
-    long_prompt = [{"role": "user", "content": "word " * 600}]
+    long_prompt: list[ChatCompletionMessageParam] = [{"role": "user", "content": "word " * 600}]
     with pytest.raises(openai.BadRequestError) as caught:
         client(gateway).chat.completions.create(model=model_name(gateway), messages=long_prompt)
     error = caught.value.body

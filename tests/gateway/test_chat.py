@@ -9,13 +9,14 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from engines.settings import SyntheticSettings
 from gateway.settings import Settings
 from tests.conftest import LiveServer, serve
 
 MODEL = "SmolLM2-135M-Instruct"
-MESSAGES = [{"role": "user", "content": "Hello there"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello there"}]
 
 
 def post(server: LiveServer, body: object, **kwargs: object) -> httpx.Response:
@@ -224,7 +225,7 @@ def test_request_failure_ends_the_stream_with_an_error_event(
     assert json.loads(payloads[-2])["error"]["code"] == "engine_error"
     with pytest.raises(openai.APIError):
         sdk = openai.OpenAI(base_url=f"{failing_gateway.url}/v1", api_key="x", max_retries=0)
-        for _ in sdk.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):  # type: ignore[call-overload]
+        for _ in sdk.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):
             pass
 
 

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import pytest
+
+from engines.base import (
+    EngineError,
+    Finished,
+    FinishReason,
+    GenerationEvent,
+    GenerationRequest,
+    SamplingParams,
+    TokenDelta,
+)
+from engines.settings import SyntheticSettings
+from engines.synthetic import SyntheticEngine
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[SyntheticEngine]:
+    engine = SyntheticEngine(SyntheticSettings(token_seconds=0.001, max_batch_size=2))
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+def request(rid: str, max_tokens: int = 5, prompt: int = 3, stop: frozenset[int] = frozenset()):
+    return GenerationRequest(
+        rid, list(range(prompt)), SamplingParams(max_tokens, stop_token_ids=stop)
+    )
+
+
+async def collect(engine: SyntheticEngine, req: GenerationRequest) -> list[GenerationEvent]:
+    return [event async for event in engine.generate(req)]
+
+
+def tokens(events: list[GenerationEvent]) -> list[int]:
+    return [t for e in events if isinstance(e, TokenDelta) for t in e.token_ids]
+
+
+async def test_deterministic_tokens_then_length(engine: SyntheticEngine) -> None:
+    events = await collect(engine, request("a", max_tokens=4, prompt=3))
+    assert tokens(events) == [1003, 1004, 1005, 1006]
+    assert events[-1] == Finished(FinishReason.LENGTH, 3, 4, 0, events[-1].queue_seconds)  # type: ignore[union-attr]
+
+
+async def test_stop_token_is_counted_but_not_yielded(engine: SyntheticEngine) -> None:
+    events = await collect(engine, request("a", max_tokens=9, prompt=3, stop=frozenset({1005})))
+    assert tokens(events) == [1003, 1004]
+    final = events[-1]
+    assert isinstance(final, Finished)
+    assert (final.reason, final.completion_tokens) == (FinishReason.STOP, 3)
+
+
+async def test_batch_size_bounds_running_and_queues_the_rest(engine: SyntheticEngine) -> None:
+    runs = [asyncio.ensure_future(collect(engine, request(str(i), 20))) for i in range(4)]
+    await asyncio.sleep(0.005)
+    stats = engine.stats()
+    assert (stats.running, stats.waiting) == (2, 2)
+    results = await asyncio.gather(*runs)
+    assert all(len(tokens(r)) == 20 for r in results)
+    assert engine.stats().running == engine.stats().waiting == 0
+
+
+async def test_closing_the_consumer_aborts_at_once(engine: SyntheticEngine) -> None:
+    async with aclosing(engine.generate(request("a", 1000))) as events:
+        await anext(events)
+        assert engine.stats().running == 1
+    assert engine.stats().running == 0
+    assert engine.stats().kv_blocks_used == 0
+
+
+async def test_prefix_cache_counts_repeated_prompt_blocks(engine: SyntheticEngine) -> None:
+    await collect(engine, request("a", 1, prompt=200))
+    events = await collect(engine, request("b", 1, prompt=200))
+    assert events[-1].cached_tokens == 192  # type: ignore[union-attr]
+    stats = engine.stats()
+    assert (stats.prefix_cache_queries, stats.prefix_cache_hits) == (400, 192)
+
+
+async def test_injected_engine_death_fails_every_stream_and_health() -> None:
+    engine = SyntheticEngine(SyntheticSettings(token_seconds=0.001, fail_engine_after_tokens=5))
+    await engine.start()
+    runs = [asyncio.ensure_future(collect(engine, request(str(i), 50))) for i in range(3)]
+    results = await asyncio.gather(*runs, return_exceptions=True)
+    assert all(isinstance(r, EngineError) for r in results)
+    assert not engine.healthy()
+    with pytest.raises(EngineError):
+        await collect(engine, request("late"))
+    await engine.close()
+
+
+async def test_close_ends_open_streams_with_abort() -> None:
+    engine = SyntheticEngine(SyntheticSettings(token_seconds=0.01))
+    await engine.start()
+    run = asyncio.ensure_future(collect(engine, request("a", 1000)))
+    await asyncio.sleep(0.03)
+    await engine.close()
+    final = (await run)[-1]
+    assert isinstance(final, Finished)
+    assert final.reason is FinishReason.ABORT

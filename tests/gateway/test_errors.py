@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.errors import (
+    ContextLengthExceeded,
+    EngineFailure,
+    EngineUnavailable,
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    UnsupportedParameter,
+    http_response,
+    sse_event,
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "kind", "code"),
+    [
+        (InvalidRequest("m", param="p"), 400, "invalid_request_error", None),
+        (ContextLengthExceeded("m"), 400, "invalid_request_error", "context_length_exceeded"),
+        (UnsupportedParameter("m"), 400, "invalid_request_error", "unsupported_parameter"),
+        (ModelNotFound("m"), 404, "invalid_request_error", "model_not_found"),
+        (EngineFailure("m"), 500, "server_error", "engine_error"),
+        (EngineUnavailable("m"), 503, "service_unavailable", "engine_unavailable"),
+    ],
+)
+def test_http_rendering(error: GatewayError, status: int, kind: str, code: str | None) -> None:
+    response = http_response(error)
+    assert response.status_code == status
+    assert response.media_type == "application/json"
+    assert json.loads(bytes(response.body)) == {
+        "error": {"message": "m", "type": kind, "param": error.param, "code": code}
+    }
+
+
+def test_sse_rendering_is_one_data_frame() -> None:
+    frame = sse_event(EngineUnavailable("gone", code="shutdown"))
+    assert frame.startswith(b"data: ")
+    assert frame.endswith(b"\n\n")
+    assert frame.count(b"\n") == 2
+    assert json.loads(frame[6:])["error"]["code"] == "shutdown"
