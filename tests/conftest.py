@@ -64,15 +64,21 @@ ENGINE_SETTINGS = {
 }
 
 
+@pytest.fixture(scope="session")
+def synthetic_gateway() -> Iterator[LiveServer]:
+    yield from serve(ENGINE_SETTINGS["synthetic"]())
+
+
+@pytest.fixture(scope="session")
+def transformers_gateway() -> Iterator[LiveServer]:
+    yield from serve(ENGINE_SETTINGS["transformers"]())
+
+
 @pytest.fixture(
     scope="session",
     params=["synthetic", pytest.param("transformers", marks=pytest.mark.model)],
 )
-def gateway(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
-    """A live gateway per engine, shared by the whole session."""
-    yield from serve(ENGINE_SETTINGS[request.param]())
-
-
-@pytest.fixture(scope="session")
-def synthetic_gateway() -> Iterator[LiveServer]:
-    yield from serve(ENGINE_SETTINGS["synthetic"]())
+def gateway(request: pytest.FixtureRequest) -> LiveServer:
+    """The conformance suite's gateway: one per engine, shared by the whole session."""
+    server: LiveServer = request.getfixturevalue(f"{request.param}_gateway")
+    return server
