@@ -41,3 +41,11 @@ def test_unknown_keys_and_missing_files_are_refused(tmp_path: Path) -> None:
         Settings.load(config)
     with pytest.raises(FileNotFoundError):
         Settings.load(tmp_path / "missing.yaml")
+
+
+CONFIGS = sorted((Path(__file__).parents[2] / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.name)
+def test_shipped_configs_load(config: Path) -> None:
+    assert Settings.load(config).engine in ("transformers", "synthetic", "trtllm")
