@@ -1,0 +1,279 @@
+"""The transformers engine against the real embedded SmolLM2 (slow: marked `model`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from engines.base import (
+    EngineError,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+    TokenDelta,
+)
+from engines.settings import TransformersSettings
+from engines.transformers_cb import TransformersEngine
+
+pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="session")]
+
+TIMEOUT_S = 60  # every wait is bounded: a hang fails the test instead of the suite
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_dir: Path) -> Any:
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="module")
+def eos(tokenizer: Any) -> int:
+    return int(tokenizer.eos_token_id)
+
+
+@pytest.fixture(scope="module")
+def france(tokenizer: Any) -> list[int]:
+    return chat(tokenizer, "What is the capital of France?")
+
+
+@pytest.fixture(scope="module")
+async def engine(model_dir: Path) -> AsyncIterator[TransformersEngine]:
+    engine = TransformersEngine(model_dir, TransformersSettings())
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture
+async def fresh_engine(model_dir: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Engines of their own, for tests that break or close them."""
+    engines: list[TransformersEngine] = []
+
+    async def start(**settings: Any) -> TransformersEngine:
+        engine = TransformersEngine(model_dir, TransformersSettings(**settings))
+        engines.append(engine)
+        await engine.start()
+        return engine
+
+    yield start
+    for engine in engines:
+        await engine.close()
+
+
+def chat(tokenizer: Any, question: str) -> list[int]:
+    messages = [{"role": "user", "content": question}]
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    return list(ids)
+
+
+def greedy(
+    prompt: list[int], max_tokens: int, stop: frozenset[int] = frozenset()
+) -> GenerationRequest:
+    sampling = SamplingParams(max_tokens, temperature=0.0, stop_token_ids=stop)
+    return GenerationRequest("test", prompt, sampling)
+
+
+async def run(engine: TransformersEngine, request: GenerationRequest) -> tuple[list[int], Finished]:
+    """Every generated id and the final event, checking the event order on the way."""
+    tokens: list[int] = []
+    async with asyncio.timeout(TIMEOUT_S), aclosing(engine.generate(request)) as events:
+        async for event in events:
+            if isinstance(event, TokenDelta):
+                assert event.token_ids, "a TokenDelta is never empty"
+                tokens += event.token_ids
+            else:
+                return tokens, event
+    raise AssertionError("the events ended without Finished")
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def test_greedy_answer_stops_on_eos(engine, tokenizer, eos, france) -> None:
+    tokens, final = await run(engine, greedy(france, 32, frozenset({eos})))
+
+    assert "Paris" in tokenizer.decode(tokens)
+    assert eos not in tokens
+    assert final.reason is FinishReason.STOP
+    assert final.completion_tokens == len(tokens) + 1  # the EOS counts, unsent
+    assert final.prompt_tokens == len(france)
+    assert final.queue_seconds >= 0
+
+
+async def test_greedy_is_argmax(engine, model_dir, france) -> None:
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.generation_config.eos_token_id = None  # as the engine request: no stop id
+    with torch.no_grad():
+        output = model.generate(torch.tensor([france]), do_sample=False, max_new_tokens=24)
+    expected = output[0, len(france) :].tolist()
+
+    tokens, final = await run(engine, greedy(france, 24))
+
+    assert tokens == expected
+    assert final.reason is FinishReason.LENGTH
+
+
+async def test_max_tokens_gives_length(engine, france) -> None:
+    tokens, final = await run(engine, greedy(france, 5))
+
+    assert len(tokens) == 5
+    assert final.reason is FinishReason.LENGTH
+    assert final.completion_tokens == 5
+
+
+async def test_any_stop_id_ends_generation_unsent(engine, france) -> None:
+    reference, _ = await run(engine, greedy(france, 6))
+    stop = reference[3]
+    assert stop not in reference[:3]
+
+    tokens, final = await run(engine, greedy(france, 6, frozenset({stop})))
+
+    assert tokens == reference[:3]
+    assert final.reason is FinishReason.STOP
+    assert final.completion_tokens == 4
+
+
+async def test_concurrent_requests_match_running_alone(engine, tokenizer, france) -> None:
+    prompts = [france, chat(tokenizer, "Name three colors."), chat(tokenizer, "Say hello.")]
+    alone = [(await run(engine, greedy(prompt, 12)))[0] for prompt in prompts]
+
+    together = await asyncio.gather(*(run(engine, greedy(p, 12)) for p in prompts * 3))
+
+    assert [tokens for tokens, _ in together] == alone * 3
+    assert all(final.reason is FinishReason.LENGTH for _, final in together)
+
+
+async def test_sampling_parameters_are_per_request(engine, france) -> None:
+    sampled = GenerationRequest(
+        "sampled", france, SamplingParams(8, temperature=1.3, top_p=0.9, top_k=20)
+    )
+    top_1 = GenerationRequest("top-1", france, SamplingParams(8, temperature=0.8, top_k=1))
+    no_filter = GenerationRequest("no-filter", france, SamplingParams(8, temperature=1.0))
+
+    results = await asyncio.gather(
+        run(engine, sampled),
+        run(engine, top_1),
+        run(engine, no_filter),
+        run(engine, greedy(france, 8)),
+    )
+
+    assert all(len(tokens) == 8 for tokens, _ in results)
+    assert results[1][0] == results[3][0]  # top_k=1 is greedy whatever the temperature
+
+
+async def test_cancel_mid_stream_frees_the_request(engine, france) -> None:
+    idle_blocks = engine.stats().kv_blocks_used
+    reference, _ = await run(engine, greedy(france, 32))
+    bystander = asyncio.create_task(run(engine, greedy(france, 32)))
+
+    async with aclosing(engine.generate(greedy(france, 500))) as events:
+        first = await anext(events)
+        assert isinstance(first, TokenDelta)
+        assert engine.stats().running >= 1
+    # Cancelled by a task cancellation rather than a close, too.
+    consumer = asyncio.create_task(run(engine, greedy(france, 500)))
+    await wait_until(lambda: engine.stats().running >= 2)
+    consumer.cancel()
+
+    tokens, final = await bystander
+    assert tokens == reference
+    assert final.reason is FinishReason.LENGTH
+    await wait_until(lambda: engine.stats().running == 0)
+    await wait_until(lambda: engine.stats().kv_blocks_used == idle_blocks)
+    assert engine._manager.output_router.result_handlers == {}
+    assert engine._live == {}
+
+
+async def test_prefix_cache_serves_repeated_prompts(engine, tokenizer) -> None:
+    # Blocks are whole pages of 256 tokens: the prompt must fill one.
+    prompt = chat(tokenizer, "Summarise: " + "the quick brown fox jumps over the lazy dog. " * 40)
+    assert len(prompt) > 300
+    before = engine.stats()
+
+    _, first = await run(engine, greedy(prompt, 2))
+    _, second = await run(engine, greedy(prompt, 2))
+
+    after = engine.stats()
+    assert first.cached_tokens == 0
+    assert second.cached_tokens == 256
+    assert after.prefix_cache_queries - before.prefix_cache_queries == 2 * len(prompt)
+    assert after.prefix_cache_hits - before.prefix_cache_hits == 256
+    assert after.reused_blocks - before.reused_blocks == 1
+    assert after.kv_blocks_used == 0  # kept for reuse, yet free
+
+
+async def test_limits_and_idle_stats(engine) -> None:
+    limits = engine.limits()
+    stats = engine.stats()
+
+    assert limits.max_seq_len == 8192  # the model's own, under the cache's 64 x 256
+    assert limits.max_input_len == 8191
+    assert limits.max_batch_size == 32
+    assert limits.max_num_tokens == 512
+    assert (stats.running, stats.waiting, stats.kv_blocks_used) == (0, 0, 0)
+    assert stats.kv_blocks_total == 64
+    assert engine.healthy()
+    assert engine.name == "transformers"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "max_tokens", "message"),
+    [([], 4, "empty"), ([1] * 8192, 4, "8192 tokens"), ([1, 2], 0, "max_tokens")],
+)
+async def test_rejects_what_it_cannot_run(engine, prompt, max_tokens, message) -> None:
+    with pytest.raises(EngineError, match=message):
+        await run(engine, greedy(prompt, max_tokens))
+
+
+async def test_context_length_ends_with_length(fresh_engine, france) -> None:
+    engine = await fresh_engine(max_seq_len=48, num_blocks=4, block_size=16)
+    assert engine.limits().max_seq_len == 48
+
+    tokens, final = await run(engine, greedy(france, 100))
+
+    assert len(tokens) == 48 - len(france)
+    assert final.reason is FinishReason.LENGTH
+
+
+async def test_close_ends_requests_in_flight(fresh_engine, france) -> None:
+    engine = await fresh_engine()
+    tasks = [asyncio.create_task(run(engine, greedy(france, 500))) for _ in range(3)]
+    await wait_until(lambda: engine.stats().running == 3)
+
+    await asyncio.wait_for(engine.close(), TIMEOUT_S)
+
+    for tokens, final in await asyncio.gather(*tasks):
+        assert final.reason is FinishReason.ABORT
+        assert final.completion_tokens == len(tokens)
+    assert not engine.healthy()
+    with pytest.raises(EngineError, match="not running"):
+        await run(engine, greedy(france, 4))
+
+
+async def test_manager_crash_fails_open_requests(fresh_engine, france) -> None:
+    engine = await fresh_engine()
+    consumer = asyncio.create_task(run(engine, greedy(france, 500)))
+    await wait_until(lambda: engine.stats().running == 1)
+
+    def crash() -> None:
+        raise RuntimeError("injected fault")
+
+    engine._manager._generation_step = crash  # the next step raises on the manager thread
+
+    with pytest.raises(EngineError, match="injected fault"):
+        await consumer
+    await wait_until(lambda: not engine.healthy())
+    with pytest.raises(EngineError):
+        await run(engine, greedy(france, 4))
