@@ -11,9 +11,10 @@ Traps in transformers 5.23 this module works around:
   bounded here by `num_blocks` x `block_size`.
 - Per-request temperature/top_k/top_p exist only if the base GenerationConfig
   has non-default values for them, and sampling vs argmax is one switch for
-  the whole batch: so sampling is always on and greedy is `top_k=1`.
+  the whole batch: so sampling is always on, and greedy keeps one token.
 - A cancelled request gets no terminal output and its result handler leaks:
-  `_abort` removes the handler itself.
+  `_abort` removes the handler itself, and drops the output of the step in
+  flight, which then lands in a shared queue nobody reads.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import queue
 import threading
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from engines.base import (
     EngineError,
@@ -72,7 +74,7 @@ class _PrefixCounters:
     queries: int = 0
     hits: int = 0
     reused_blocks: int = 0
-    block_size: int = field(default=1)
+    block_size: int = 1
 
 
 class TransformersEngine:
@@ -215,9 +217,7 @@ class TransformersEngine:
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
         request_id, live = self._submit(request)
         try:
-            # channel.events() is an async generator, typed as an iterator.
-            events = cast("AsyncGenerator[GenerationEvent]", live.channel.events())
-            async with contextlib.aclosing(events):
+            async with contextlib.aclosing(live.channel.events()) as events:
                 async for event in events:
                     yield event
         finally:
@@ -286,6 +286,7 @@ class TransformersEngine:
             queued = scheduled_at - output.created_time if scheduled_at > 0 else 0.0
             reason = FinishReason.STOP if stopped else FinishReason.LENGTH
             self._end(output.request_id, reason, len(tokens), max(0.0, queued))
+            _drop_stray_outputs(self._manager)
 
     def _end(
         self,
@@ -315,6 +316,7 @@ class TransformersEngine:
             # transformers sends nothing more for a cancelled request, so the
             # handler it keeps until a terminal output would leak.
             manager.output_router.result_handlers.pop(request_id, None)
+            _drop_stray_outputs(manager)
 
     def _watch_manager_thread(
         self, thread: threading.Thread, loop: asyncio.AbstractEventLoop
@@ -365,6 +367,19 @@ def _sampling_kwargs(sampling: SamplingParams, vocab_size: int) -> dict[str, Any
         "top_k": int(top_k),
         "top_p": float(min(max(sampling.top_p, 0.0), 1.0)),
     }
+
+
+def _drop_stray_outputs(manager: Any) -> None:
+    """Empty the router's shared queue, which nothing here reads.
+
+    An output of the step in flight when a request is aborted finds no handler
+    and lands there; left alone, one would pile up per abort.
+    """
+    if manager is None:
+        return
+    with contextlib.suppress(queue.Empty):
+        while True:
+            manager.output_router.output_queue.get_nowait()
 
 
 def _kv_blocks_used(cache: Any) -> int:
