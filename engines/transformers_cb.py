@@ -51,6 +51,9 @@ _BASE_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 0.7, "top_k"
 # top_k=1 keeps the argmax and exact ties only; a top_p below float32's epsilon
 # then keeps a single token, so a tie cannot make the sampler pick at random.
 _GREEDY: dict[str, Any] = {"temperature": 1.0, "top_k": 1, "top_p": 1e-9}
+# Below this (or NaN), a temperature is greedy: dividing logits by a tiny one
+# overflows to inf, and a NaN probability kills transformers' manager thread.
+_MIN_TEMPERATURE = 1e-5
 _STOP_TIMEOUT_S = 30.0
 
 
@@ -357,8 +360,11 @@ def _create_manager(model: Any, settings: TransformersSettings) -> Any:
 
 
 def _sampling_kwargs(sampling: SamplingParams, vocab_size: int) -> dict[str, Any]:
-    """Per-request processor arguments; transformers checks their types (floats, int)."""
-    if sampling.temperature <= 0:
+    """Per-request processor arguments; transformers checks their types (floats, int).
+
+    `seed` is not honoured: transformers draws from one generator for the batch.
+    """
+    if not sampling.temperature >= _MIN_TEMPERATURE:  # NaN included
         return dict(_GREEDY)
     # transformers' top_k=0 would keep one token; the whole vocabulary means no filter.
     top_k = vocab_size if sampling.top_k <= 0 else min(sampling.top_k, vocab_size)

@@ -161,16 +161,19 @@ async def test_sampling_parameters_are_per_request(engine, france) -> None:
     )
     top_1 = GenerationRequest("top-1", france, SamplingParams(8, temperature=0.8, top_k=1))
     no_filter = GenerationRequest("no-filter", france, SamplingParams(8, temperature=1.0))
+    # Logits divided by this overflow to inf: it must be greedy, not an engine crash.
+    tiny = GenerationRequest("tiny", france, SamplingParams(8, temperature=1e-40))
 
     results = await asyncio.gather(
         run(engine, sampled),
         run(engine, top_1),
         run(engine, no_filter),
+        run(engine, tiny),
         run(engine, greedy(france, 8)),
     )
 
     assert all(len(tokens) == 8 for tokens, _ in results)
-    assert results[1][0] == results[3][0]  # top_k=1 is greedy whatever the temperature
+    assert results[1][0] == results[3][0] == results[4][0]  # top_k=1 is greedy too
 
 
 async def test_cancel_mid_stream_frees_the_request(engine, france) -> None:
