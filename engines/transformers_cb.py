@@ -231,7 +231,7 @@ class TransformersEngine:
         manager = self._manager
         if manager is None or not self.healthy():
             raise EngineError("the transformers engine is not running")
-        max_new_tokens = self._max_new_tokens(request)
+        max_new_tokens = self._checked_max_new_tokens(request)
         request_id = f"{request.request_id}#{next(self._ids)}"  # unique even if callers reuse ids
         sampling = request.sampling
         live = _Live(TokenChannel(), sampling.stop_token_ids, len(request.prompt_token_ids))
@@ -254,7 +254,7 @@ class TransformersEngine:
             raise EngineError("the transformers engine is not accepting requests")
         return request_id, live
 
-    def _max_new_tokens(self, request: GenerationRequest) -> int:
+    def _checked_max_new_tokens(self, request: GenerationRequest) -> int:
         limits = self.limits()
         prompt_len = len(request.prompt_token_ids)
         if prompt_len == 0:
@@ -262,6 +262,11 @@ class TransformersEngine:
         if prompt_len > limits.max_input_len:
             raise EngineError(
                 f"the prompt has {prompt_len} tokens, more than the {limits.max_input_len} allowed"
+            )
+        # An id outside the embedding table would kill the manager thread.
+        if min(request.prompt_token_ids) < 0 or max(request.prompt_token_ids) >= self._vocab_size:
+            raise EngineError(
+                f"the prompt has token ids outside the vocabulary (0..{self._vocab_size - 1})"
             )
         if request.sampling.max_tokens < 1:
             raise EngineError("max_tokens must be at least 1")

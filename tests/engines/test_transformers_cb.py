@@ -236,7 +236,13 @@ async def test_limits_and_idle_stats(engine) -> None:
 
 @pytest.mark.parametrize(
     ("prompt", "max_tokens", "message"),
-    [([], 4, "empty"), ([1] * 8192, 4, "8192 tokens"), ([1, 2], 0, "max_tokens")],
+    [
+        ([], 4, "empty"),
+        ([1] * 8192, 4, "8192 tokens"),
+        ([1, 2], 0, "max_tokens"),
+        ([1, 49152], 4, "vocabulary"),
+        ([-1, 2], 4, "vocabulary"),
+    ],
 )
 async def test_rejects_what_it_cannot_run(engine, prompt, max_tokens, message) -> None:
     with pytest.raises(EngineError, match=message):
