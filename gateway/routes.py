@@ -41,9 +41,15 @@ async def list_models(svc: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/health")
-async def health() -> dict[str, str]:
-    """The process is alive and its event loop answers."""
-    return {"status": "ok"}
+async def health(svc: ServicesDep) -> JSONResponse:
+    """Liveness: the event loop answers and the engine has not died.
+
+    A dead engine never comes back in this process, so liveness fails and the
+    orchestrator restarts it, rather than leaving it out of rotation forever.
+    """
+    if svc.engine.healthy():
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "engine failed"}, status_code=503)
 
 
 @router.get("/ready")

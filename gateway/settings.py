@@ -1,7 +1,7 @@
 """Every setting, from (highest first) CLI flags, `GATEWAY_*` variables, a YAML file.
 
 GATEWAY_ENGINE=synthetic GATEWAY_SYNTHETIC__TOKEN_SECONDS=0.01 trtllm-gateway serve
-trtllm-gateway serve --config config/llama-3.1-8b-h100.yaml --port 9000
+trtllm-gateway serve --config config/llama-3.1-8b-fp8-h100.yaml --port 9000
 """
 
 from __future__ import annotations

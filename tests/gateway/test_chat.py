@@ -240,6 +240,6 @@ def test_engine_death_turns_ready_and_requests_to_503(dying_gateway: LiveServer)
     assert first.status_code == 503
     assert error_of(first)["type"] == "service_unavailable"
     assert httpx.get(f"{dying_gateway.url}/ready").status_code == 503
-    assert httpx.get(f"{dying_gateway.url}/health").status_code == 200
+    assert httpx.get(f"{dying_gateway.url}/health").status_code == 503
     second = post(dying_gateway, {"model": MODEL, "messages": MESSAGES, "max_tokens": 10})
     assert second.status_code == 503
