@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
@@ -41,6 +42,22 @@ class SyntheticSettings(_Section):
 
 
 class TrtllmSettings(_Section):
-    """The TensorRT-LLM LLM API (engines/trtllm.py)."""
+    """The TensorRT-LLM LLM API (engines/trtllm.py). A limit left None is the library's default."""
 
-    free_gpu_memory_fraction: PositiveFloat = 0.9
+    # A prebuilt TensorRT engine directory (tensorrt_llm 1.2 and older only). None: the
+    # model directory's Hugging Face checkpoint runs on the PyTorch backend.
+    engine_dir: Path | None = None
+    free_gpu_memory_fraction: float = Field(default=0.9, gt=0, le=1)  # of free memory, for KV
+    enable_block_reuse: bool = True  # requests sharing a prompt prefix reuse its KV blocks
+    max_batch_size: PositiveInt | None = None
+    max_num_tokens: PositiveInt | None = None  # tokens per engine step
+    # Prompt plus output. None: the checkpoint's max_position_embeddings (an engine's own).
+    max_seq_len: PositiveInt | None = None
+    enable_chunked_prefill: bool = False  # off, a prompt must fit in one step (max_num_tokens)
+    tensor_parallel_size: PositiveInt = 1
+    pipeline_parallel_size: PositiveInt = 1
+    # The executor in this process (TLLM_WORKER_USE_SINGLE_PROCESS, TP 1 only) instead of
+    # the library's worker process, which NVIDIA picked for streaming performance.
+    single_process: bool = False
+    iteration_stats: bool = True  # per-step stats behind `stats()` (enable_iter_perf_stats)
+    stats_idle_seconds: PositiveFloat = 2.0  # the stats reader rests after this long idle

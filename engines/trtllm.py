@@ -1,0 +1,310 @@
+"""TensorRT-LLM's LLM API, held in-process and fed token ids by the gateway.
+
+    engine = TrtllmEngine(Path("/models/llama-3.1-8b"), TrtllmSettings(max_seq_len=8192))
+    await engine.start()
+
+Each request gets one task that drains `generate_async(..., streaming=True)`. The library
+yields the same `RequestOutput` every step, mutated in place, so the task copies each
+step's new ids (`token_ids_diff`) into the request's `TokenChannel`. A consumer that
+leaves before `Finished` aborts the request at once; the task still reads the final
+cancelled event. One more task reads iteration stats while requests come in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engines.base import (
+    EngineError,
+    EngineLimits,
+    EngineStats,
+    Finished,
+    FinishReason,
+    GenerationEvent,
+    GenerationRequest,
+    SamplingParams,
+)
+from engines.channel import TokenChannel
+from engines.settings import TrtllmSettings
+from engines.trtllm_compat import TrtllmApi, cached_tokens, load_api, read_limits
+
+log = logging.getLogger(__name__)
+
+# Anything else ('cancelled', 'timeout') means the engine gave up on the request.
+_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+
+
+@dataclass(frozen=True, slots=True)
+class IterationSnapshot:
+    """The latest iteration stats: `engine` is what `stats()` reports, the rest has no
+    field in `EngineStats` yet."""
+
+    engine: EngineStats = field(default_factory=EngineStats)
+    kv_blocks_free: int = 0
+    cache_hit_rate: float = 0.0  # reused / (reused + missed) blocks, cumulative
+    step_seconds: float = 0.0
+
+
+def snapshot_from(record: Mapping[str, Any]) -> IterationSnapshot:
+    """One `get_stats_async` record (the executor's camelCase JSON) as a snapshot."""
+    kv = record.get("kvCacheStats") or {}
+    per_block = kv.get("tokensPerBlock", 0)
+    reused, missed = kv.get("reusedBlocks", 0), kv.get("missedBlocks", 0)
+    return IterationSnapshot(
+        engine=EngineStats(
+            running=record.get("numActiveRequests", 0),
+            waiting=record.get("numQueuedRequests", 0),
+            kv_blocks_total=kv.get("maxNumBlocks", 0),
+            kv_blocks_used=kv.get("usedNumBlocks", 0),
+            # The executor counts whole blocks only; tokens are estimated from them.
+            prefix_cache_queries=(reused + missed) * per_block,
+            prefix_cache_hits=reused * per_block,
+            reused_blocks=reused,
+        ),
+        kv_blocks_free=kv.get("freeNumBlocks", 0),
+        cache_hit_rate=kv.get("cacheHitRate", 0.0),
+        step_seconds=record.get("iterLatencyMS", 0.0) / 1000,
+    )
+
+
+@dataclass(eq=False, slots=True)
+class _Live:
+    """A request in the executor, from submission until its final result is read."""
+
+    result: Any  # the library's RequestOutput
+    prompt_tokens: int
+    stop_ids: frozenset[int]
+    channel: TokenChannel = field(default_factory=TokenChannel)
+    emitted: int = 0
+    task: asyncio.Task[None] | None = None
+
+    def step(self, output: Any) -> None:
+        completion = output.outputs[0]
+        ids = list(completion.token_ids_diff)  # a copy: the next step mutates the lists
+        if not output.finished:
+            self._put(ids)
+            return
+        reason = _REASONS.get(completion.finish_reason, FinishReason.ABORT)
+        if reason is FinishReason.STOP and ids and ids[-1] in self.stop_ids:
+            ids.pop()  # the PyTorch sampler can keep the end id that the C++ decoder drops
+        self._put(ids)
+        self.finish(reason, cached_tokens(output))
+
+    def finish(self, reason: FinishReason, cached_tokens: int = 0) -> None:
+        # The token that stopped generation is counted, though never yielded.
+        completion_tokens = self.emitted + (reason is FinishReason.STOP)
+        final = Finished(reason, self.prompt_tokens, completion_tokens, cached_tokens)
+        self.channel.finish(final)
+
+    def _put(self, ids: list[int]) -> None:
+        if ids:
+            self.emitted += len(ids)
+            self.channel.put(ids)
+
+
+class TrtllmEngine:
+    def __init__(self, model_dir: Path, settings: TrtllmSettings) -> None:
+        self._model_dir = model_dir
+        self._settings = settings
+        self._api: TrtllmApi | None = None
+        self._llm: Any = None
+        self._limits: EngineLimits | None = None
+        self._failed = False
+        self._live: set[_Live] = set()
+        self._snapshot = IterationSnapshot()
+        self._stats_task: asyncio.Task[None] | None = None
+        self._stats_rearmed = False
+        self._stats_broken = False
+
+    @property
+    def name(self) -> str:
+        return "trtllm"
+
+    async def start(self) -> None:
+        api = load_api(on_engine=self._settings.engine_dir is not None)
+        kwargs = api.llm_kwargs(self._llm_kwargs(api))
+        # The library reads this once per process (functools.cache): before the first LLM.
+        single = "1" if self._settings.single_process else "0"
+        os.environ["TLLM_WORKER_USE_SINGLE_PROCESS"] = single
+        model = self._settings.engine_dir or self._model_dir
+        try:
+            # Loading takes minutes; the event loop keeps running meanwhile.
+            llm = await asyncio.to_thread(api.llm_cls, str(model), **kwargs)
+        except Exception as exc:
+            raise EngineError(f"TensorRT-LLM could not load {model}: {exc}") from exc
+        chunked = self._settings.enable_chunked_prefill
+        self._limits = read_limits(llm, on_engine=api.on_engine, chunked_prefill=chunked)
+        self._api, self._llm = api, llm
+        log.info("TensorRT-LLM %s serving %s with %s", api.version, model, self._limits)
+
+    async def close(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        tasks = [live.task for live in self._live if live.task is not None]
+        for live in list(self._live):
+            live.result.abort()
+            live.finish(FinishReason.ABORT)
+        if self._stats_task is not None:
+            tasks.append(self._stats_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(llm.shutdown)
+
+    def healthy(self) -> bool:
+        return self._llm is not None and not self._failed
+
+    def limits(self) -> EngineLimits:
+        if self._limits is None:
+            raise EngineError("the trtllm engine has not started")
+        return self._limits
+
+    def stats(self) -> EngineStats:
+        return self._snapshot.engine
+
+    def iteration_snapshot(self) -> IterationSnapshot:
+        return self._snapshot
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
+        live = self._submit(request)
+        try:
+            async for event in live.channel.events():
+                yield event
+        finally:
+            if not live.channel.closed:
+                # The consumer left: free the batch slot and KV blocks now, not on a poll.
+                live.result.abort()
+
+    def _llm_kwargs(self, api: TrtllmApi) -> dict[str, Any]:
+        s = self._settings
+        wanted: dict[str, Any] = {
+            "skip_tokenizer_init": True,  # the gateway tokenizes; end ids come per request
+            # In-flight batching is both backends' default; block reuse is asked for here.
+            "kv_cache_config": api.kv_cache_config_cls(
+                enable_block_reuse=s.enable_block_reuse,
+                free_gpu_memory_fraction=s.free_gpu_memory_fraction,
+            ),
+            "enable_chunked_prefill": s.enable_chunked_prefill,
+            "tensor_parallel_size": s.tensor_parallel_size,
+            "pipeline_parallel_size": s.pipeline_parallel_size,
+            "max_batch_size": s.max_batch_size,
+            "max_num_tokens": s.max_num_tokens,
+        }
+        if not api.on_engine:
+            # Fixed here, not deduced in the worker, so the gateway checks what it enforces.
+            wanted["max_seq_len"] = s.max_seq_len or self._checkpoint_max_seq_len()
+            # The TensorRT backend always collects iteration stats; PyTorch only if asked.
+            wanted["enable_iter_perf_stats"] = s.iteration_stats
+        return {key: value for key, value in wanted.items() if value is not None}
+
+    def _checkpoint_max_seq_len(self) -> int:
+        path = self._model_dir / "config.json"
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"cannot read {path}: {exc}") from exc
+        length = config.get("max_position_embeddings")
+        if length is None:  # multimodal checkpoints nest the language model's config
+            length = config.get("text_config", {}).get("max_position_embeddings")
+        if not isinstance(length, int):
+            raise EngineError(f"{path} has no max_position_embeddings: set trtllm.max_seq_len")
+        return length
+
+    def _submit(self, request: GenerationRequest) -> _Live:
+        if self._llm is None or self._api is None or self._limits is None:
+            raise EngineError("the trtllm engine is not running")
+        prompt_tokens = len(request.prompt_token_ids)
+        room = self._limits.max_seq_len - prompt_tokens
+        if prompt_tokens > self._limits.max_input_len or room < 1:
+            raise EngineError(
+                f"the prompt has {prompt_tokens} tokens; the engine takes at most "
+                f"{min(self._limits.max_input_len, self._limits.max_seq_len - 1)}"
+            )
+        # Always explicit: the library's default is 32. Past max_seq_len the executor would
+        # clamp it silently, and the TensorRT backend's pre-check reject the request.
+        max_tokens = min(request.sampling.max_tokens, room)
+        params = _sampling_params(self._api, request.sampling, max_tokens)
+        try:
+            result = self._llm.generate_async(
+                request.prompt_token_ids, sampling_params=params, streaming=True
+            )
+        except Exception as exc:
+            raise self._engine_error(exc) from exc
+        live = _Live(result, prompt_tokens, request.sampling.stop_token_ids)
+        live.task = asyncio.create_task(self._pump(live), name=f"trtllm {request.request_id}")
+        self._live.add(live)
+        self._arm_stats()
+        return live
+
+    async def _pump(self, live: _Live) -> None:
+        try:
+            async for output in live.result:
+                live.step(output)
+        except Exception as exc:
+            live.channel.fail(self._engine_error(exc))
+        finally:
+            self._live.discard(live)
+
+    def _engine_error(self, exc: Exception) -> EngineError:
+        assert self._api is not None
+        if not isinstance(exc, (ValueError, self._api.request_error_cls)):
+            self._failed = True  # not the request's fault: the executor broke or shut down
+        return EngineError(f"TensorRT-LLM: {exc}")
+
+    def _arm_stats(self) -> None:
+        assert self._api is not None
+        if self._stats_broken or not (self._api.on_engine or self._settings.iteration_stats):
+            return
+        self._stats_rearmed = True
+        if self._stats_task is None or self._stats_task.done():
+            self._stats_task = asyncio.create_task(self._read_stats(), name="trtllm stats")
+
+    async def _read_stats(self) -> None:
+        """Drain iteration stats until the library's queue idles out (it has one reader)."""
+        llm = self._llm
+        try:
+            while self._stats_rearmed:
+                self._stats_rearmed = False
+                stats = llm.get_stats_async(timeout=self._settings.stats_idle_seconds)
+                # Submission re-arms the queue, but a pass timing out just after undoes it.
+                stats.mark_undone()
+                async for record in stats:
+                    self._snapshot = snapshot_from(record)
+        except Exception:
+            self._stats_broken = True  # once, not once per request
+            log.exception("reading TensorRT-LLM iteration stats failed; stats() stays still")
+        if not self._live:  # the last record predates the last requests' end
+            idle = dataclasses.replace(self._snapshot.engine, running=0, waiting=0)
+            self._snapshot = dataclasses.replace(self._snapshot, engine=idle)
+
+
+def _sampling_params(api: TrtllmApi, sampling: SamplingParams, max_tokens: int) -> Any:
+    stop_ids = sorted(sampling.stop_token_ids)
+    choice: dict[str, Any]
+    if sampling.temperature == 0:
+        # Greedy through top_k=1, which no generation_config default can turn back to sampling.
+        choice = {"top_k": 1}
+    else:
+        # All explicit, so no generation_config default fills one in; top_k 0 means off.
+        choice = {
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "top_k": sampling.top_k,
+        }
+    return api.sampling_params_cls(
+        max_tokens=max_tokens,
+        # Without a tokenizer the library cannot fill end_id in; -1 never matches.
+        end_id=stop_ids[0] if stop_ids else -1,
+        stop_token_ids=stop_ids,
+        seed=sampling.seed,
+        **choice,
+    )

@@ -1,0 +1,132 @@
+"""What the installed tensorrt_llm offers: the one place that knows its versions apart.
+
+1.0 to 1.2 ship `tensorrt_llm.LLM` (the PyTorch backend, fed Hugging Face checkpoints) and
+`tensorrt_llm._tensorrt_engine.LLM` (prebuilt TensorRT engines); releases after 1.2 drop
+the latter. `LLM(...)` raises on any keyword its pydantic args model lacks, so keywords
+are checked against that model's fields before the call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from engines.base import EngineError, EngineLimits
+
+log = logging.getLogger(__name__)
+
+_ENGINE_MODULE = "tensorrt_llm._tensorrt_engine"
+
+
+@dataclass(frozen=True, slots=True)
+class TrtllmApi:
+    version: str
+    llm_cls: Any
+    sampling_params_cls: Any
+    kv_cache_config_cls: Any
+    request_error_cls: type[Exception]  # a failed request, as opposed to a failed executor
+    llm_fields: frozenset[str]
+    on_engine: bool  # prebuilt TensorRT engine rather than a checkpoint
+
+    def llm_kwargs(self, wanted: Mapping[str, Any]) -> dict[str, Any]:
+        """`wanted` less the keywords this version's `LLM` would reject."""
+        missing = sorted(set(wanted) - self.llm_fields)
+        if missing:
+            log.warning("tensorrt_llm %s takes no %s; left out", self.version, ", ".join(missing))
+        return {key: value for key, value in wanted.items() if key in self.llm_fields}
+
+
+def load_api(*, on_engine: bool) -> TrtllmApi:
+    """Import tensorrt_llm, or fail with what to install or change."""
+    trtllm = _import_trtllm()
+    version = str(getattr(trtllm, "__version__", "unknown"))
+    major = version.split(".", 1)[0]
+    if major.isdigit() and int(major) < 1:
+        raise EngineError(f"tensorrt_llm {version} is too old: the trtllm engine needs 1.x")
+    llmapi = importlib.import_module("tensorrt_llm.llmapi")
+    llm_args = importlib.import_module("tensorrt_llm.llmapi.llm_args")
+    if on_engine:
+        llm_cls, args_cls = _engine_llm_cls(version), llm_args.TrtLlmArgs
+    else:
+        llm_cls, args_cls = llmapi.LLM, llm_args.TorchLlmArgs
+    return TrtllmApi(
+        version=version,
+        llm_cls=llm_cls,
+        sampling_params_cls=llmapi.SamplingParams,
+        kv_cache_config_cls=llmapi.KvCacheConfig,
+        request_error_cls=llmapi.RequestError,
+        llm_fields=frozenset(args_cls.model_fields),
+        on_engine=on_engine,
+    )
+
+
+def _import_trtllm() -> ModuleType:
+    try:
+        return importlib.import_module("tensorrt_llm")
+    except ImportError as exc:
+        raise EngineError(
+            "the trtllm engine needs TensorRT-LLM 1.x on a CUDA machine "
+            f"(pip install tensorrt-llm); importing tensorrt_llm failed: {exc}"
+        ) from exc
+
+
+def _engine_llm_cls(version: str) -> Any:
+    try:
+        return importlib.import_module(_ENGINE_MODULE).LLM
+    except ModuleNotFoundError as exc:
+        if exc.name != _ENGINE_MODULE:
+            raise
+        raise EngineError(
+            f"tensorrt_llm {version} cannot run prebuilt TensorRT engines ({_ENGINE_MODULE} "
+            "went away after 1.2): unset trtllm.engine_dir to serve the Hugging Face "
+            "checkpoint, or install tensorrt-llm<=1.2"
+        ) from exc
+
+
+def read_limits(llm: Any, *, on_engine: bool, chunked_prefill: bool) -> EngineLimits:
+    """The limits the executor enforces, read back from the built `LLM`.
+
+    The C++ executor throws on a prompt over max_input_len and silently clamps output
+    past max_seq_len; without chunked prefill a prompt must also fit in one step.
+    """
+    args = llm.args
+    # Releases after 1.2 may drop the PyTorch backend's placeholder build_config.
+    build: Any = getattr(args, "build_config", None)
+    if on_engine:
+        # Baked in at build time; the runtime's max_batch_size/max_num_tokens only lower them.
+        max_seq_len, max_input_len = build.max_seq_len, build.max_input_len
+        max_batch_size = _lowest(args.max_batch_size, build.max_batch_size)
+        max_num_tokens = _lowest(args.max_num_tokens, build.max_num_tokens)
+    else:
+        max_seq_len = args.max_seq_len
+        max_input_len = max_seq_len - 1  # room for one output token; no separate cap here
+        max_batch_size = _first(args.max_batch_size, getattr(build, "max_batch_size", None))
+        max_num_tokens = _first(args.max_num_tokens, getattr(build, "max_num_tokens", None))
+    if not chunked_prefill:
+        max_input_len = min(max_input_len, max_num_tokens)
+    return EngineLimits(
+        max_seq_len=max_seq_len,
+        max_input_len=max_input_len,
+        max_batch_size=max_batch_size,
+        max_num_tokens=max_num_tokens,
+    )
+
+
+def cached_tokens(output: Any) -> int:
+    """Prompt tokens served from the KV cache, where the release reports them at all."""
+    return int(getattr(output, "cached_tokens", 0) or 0)
+
+
+def _lowest(runtime: int | None, built: int) -> int:
+    return built if runtime is None else min(runtime, built)
+
+
+def _first(*values: int | None) -> int:
+    for value in values:
+        if value is not None:
+            return value
+    raise EngineError("tensorrt_llm did not report its batch limits")

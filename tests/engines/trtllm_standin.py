@@ -1,0 +1,606 @@
+"""A stand-in for the part of `tensorrt_llm` 1.x that engines/trtllm.py uses.
+
+`installed()` puts it in `sys.modules` as `tensorrt_llm` (with `llmapi`, `llmapi.llm_args`
+and, as releases up to 1.2 have, `_tensorrt_engine`) and takes it out again:
+
+    with installed(StandinConfig(step_seconds=0.001)) as standin:
+        engine = TrtllmEngine(model_dir, TrtllmSettings())
+        await engine.start()
+        ...
+        standin.llm.requests[0].abort_steps
+
+What it reproduces, as read in tensorrt_llm's llmapi/llm.py, executor/result.py,
+executor/executor.py and batch_manager/llmRequest.cpp:
+
+* `LLM(...)` rejects any keyword its args model lacks. With `skip_tokenizer_init`, a
+  request without `end_id` is refused. `SamplingParams.max_tokens` defaults to 32.
+* `generate_async` returns at once; iterating its result awaits one executor response
+  per step and yields the same object, mutated: `token_ids` grows, `token_ids_diff` is
+  the step's new ids.
+* The executor clamps output to max_seq_len silently; a prompt over max_input_len fails
+  on the first await (a `RequestError`, as with the worker process).
+* A stop id finishes as 'stop' and is cut from the output. The end id finishes as
+  'stop' too and is left out of the output, as we believe the C++ decoder does (not
+  read in source); `include_end_id` keeps it, to cover the other case.
+* `abort()` asks the executor to cancel; the request ends at its next step with
+  finish_reason 'cancelled'.
+* `get_stats_async` yields nothing before the first request; then one shared queue of
+  per-step JSON records that stops after `timeout` idle seconds until a request re-arms it.
+
+Runs on the event loop with real sleeps between steps. Output ids are deterministic:
+position i echoes the prompt as `token_base + prompt[i % len(prompt)] % token_span`, and
+with `eos_after=n` position n is the end id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class StandinConfig:
+    version: str = "1.2.0"
+    engine_backend: bool = True  # ships tensorrt_llm._tensorrt_engine (1.2 and older)
+    missing_fields: frozenset[str] = frozenset()  # LLM keywords this "release" lacks
+    step_seconds: float = 0.002
+    token_base: int = 1000
+    token_span: int = 1000
+    eos_after: int | None = None
+    include_end_id: bool = False  # the PyTorch sampler's way: the end id stays in output
+    reject_token: int | None = None  # the executor fails prompts holding this id
+    tokens_per_block: int = 4
+    kv_blocks: int = 4096
+
+
+class RequestError(RuntimeError):
+    """A per-request failure (tensorrt_llm.executor.utils.RequestError)."""
+
+
+_BASE_FIELDS = frozenset(
+    {
+        "model", "tokenizer", "tokenizer_mode", "skip_tokenizer_init", "trust_remote_code",
+        "tensor_parallel_size", "dtype", "revision", "tokenizer_revision",
+        "pipeline_parallel_size", "context_parallel_size", "kv_cache_config",
+        "enable_chunked_prefill", "iter_stats_max_iterations", "scheduler_config",
+        "max_batch_size", "max_input_len", "max_seq_len", "max_beam_width", "max_num_tokens",
+        "return_perf_metrics", "backend",
+    }
+)  # fmt: skip
+_TORCH_FIELDS = _BASE_FIELDS | {
+    "enable_iter_perf_stats",
+    "enable_iter_req_stats",
+    "stream_interval",
+}
+_TRT_FIELDS = _BASE_FIELDS | {"build_config", "workspace", "batching_type"}
+
+
+@dataclass(kw_only=True)
+class SamplingParams:
+    end_id: int | None = None
+    pad_id: int | None = None
+    max_tokens: int = 32
+    stop_token_ids: list[int] | None = None
+    include_stop_str_in_output: bool = False
+    top_k: int | None = None
+    top_p: float | None = None
+    temperature: float | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.pad_id is None:
+            self.pad_id = self.end_id
+        if self.top_p is not None and not 0 <= self.top_p <= 1:
+            raise ValueError(f"require 0 <= top_p <= 1, got top_p={self.top_p}")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"require top_k >= 0, got top_k={self.top_k}")
+        if self.temperature is not None and self.temperature < 0:
+            raise ValueError(f"require temperature >= 0, got temperature={self.temperature}")
+
+
+@dataclass(kw_only=True)
+class KvCacheConfig:
+    enable_block_reuse: bool = True
+    max_tokens: int | None = None
+    free_gpu_memory_fraction: float | None = None
+
+
+@dataclass(kw_only=True)
+class BuildConfig:
+    max_input_len: int = 1024
+    max_seq_len: int | None = None
+    max_batch_size: int = 2048
+    max_num_tokens: int = 8192
+
+
+@dataclass
+class LlmArgs:
+    build_config: BuildConfig
+    max_seq_len: int | None
+    max_batch_size: int | None
+    max_num_tokens: int | None
+    enable_chunked_prefill: bool
+    kv_cache_config: KvCacheConfig
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+    stop_reason: int | str | None = None
+    _last_token_ids_len: int = 0
+
+    @property
+    def token_ids_diff(self) -> list[int]:
+        return self.token_ids[self._last_token_ids_len :]
+
+
+@dataclass
+class _Response:
+    """One executor response: the step's new ids, and how it ended if it did."""
+
+    new_tokens: list[int]
+    finish: str | None = None  # end_id, stop_words, length or cancelled
+    error: str | None = None
+    cached_tokens: int = 0
+
+
+class RequestOutput:
+    def __init__(self, request_id: int, prompt: list[int], params: SamplingParams) -> None:
+        asyncio.get_running_loop()  # the real one needs a loop here for async iteration
+        self.request_id = request_id
+        self.prompt_token_ids = prompt
+        self.sampling_params = params
+        self.outputs = [CompletionOutput(0)]
+        self.cached_tokens = 0
+        self.abort_steps: list[int] = []  # the executor step at each abort() call
+        self._done = False
+        self._responses: asyncio.Queue[_Response] = asyncio.Queue()
+        self._executor: _Executor | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    def abort(self) -> None:
+        assert self._executor is not None
+        self.abort_steps.append(self._executor.steps)
+        self._executor.cancel(self)
+
+    def __aiter__(self) -> RequestOutput:
+        return self
+
+    async def __anext__(self) -> RequestOutput:
+        if self._done:
+            raise StopAsyncIteration
+        self._handle(await self._responses.get())
+        return self
+
+    def _handle(self, response: _Response) -> None:
+        if response.error is not None:
+            raise RequestError(response.error)
+        output = self.outputs[0]
+        output._last_token_ids_len = len(output.token_ids)
+        output.token_ids.extend(response.new_tokens)
+        self.cached_tokens = response.cached_tokens
+        if response.finish is None:
+            return
+        self._done = True
+        output.finish_reason = {"length": "length", "cancelled": "cancelled"}.get(
+            response.finish, "stop"
+        )
+        if response.finish == "stop_words":
+            output.stop_reason = output.token_ids[-1]
+            if not self.sampling_params.include_stop_str_in_output:
+                output.token_ids = output.token_ids[:-1]
+
+
+class IterationResult:
+    """The executor's single stats queue (executor/result.py `IterationResult`)."""
+
+    def __init__(self, maxlen: int = 1000) -> None:
+        self._done = False
+        self._timeout = 2.0
+        self._records: deque[str] = deque(maxlen=maxlen)  # the oldest drop out when full
+        self._arrived = asyncio.Event()
+        self.readers = 0
+        self.max_readers = 0
+
+    def set_timeout(self, timeout: float) -> None:
+        self._timeout = timeout
+
+    def mark_undone(self) -> None:
+        self._done = False
+
+    def put(self, record: str) -> None:
+        self._records.append(record)
+        self._arrived.set()
+
+    def __aiter__(self) -> IterationResult:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._done:
+            raise StopAsyncIteration
+        self.readers += 1
+        self.max_readers = max(self.max_readers, self.readers)
+        try:
+            await asyncio.wait_for(self._next_record(), self._timeout)
+        except TimeoutError:
+            self._done = True
+            raise StopAsyncIteration from None
+        finally:
+            self.readers -= 1
+        return dict(json.loads(self._records.popleft()))
+
+    async def _next_record(self) -> None:
+        while not self._records:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+
+@dataclass(eq=False)
+class _Sequence:
+    output: RequestOutput
+    streaming: bool
+    max_new: int = 0
+    generated: int = 0
+    cached_tokens: int = 0
+    pending: list[int] = field(default_factory=list)
+    cancelled: bool = False
+
+    @property
+    def prompt(self) -> list[int]:
+        return self.output.prompt_token_ids
+
+
+class _Executor:
+    """In-flight batching: each step admits waiting requests and gives each one token."""
+
+    def __init__(self, llm: _BaseLLM, max_seq_len: int, max_input_len: int) -> None:
+        self.llm, self.config = llm, llm.standin.config
+        self.max_seq_len, self.max_input_len = max_seq_len, max_input_len
+        self.waiting: deque[_Sequence] = deque()
+        self.running: list[_Sequence] = []
+        self.stats: IterationResult | None = None
+        self.steps = 0
+        self.reused_blocks = self.missed_blocks = 0
+        self.cached_prefixes: set[tuple[int, ...]] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.gate = asyncio.Event()  # clear it to hold the executor between steps
+        self.gate.set()
+
+    def submit(self, sequence: _Sequence) -> None:
+        sequence.output._executor = self
+        self.waiting.append(sequence)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+
+    def cancel(self, output: RequestOutput) -> None:
+        for sequence in [*self.waiting, *self.running]:
+            if sequence.output is output:
+                sequence.cancelled = True
+
+    async def _run(self) -> None:
+        while self.waiting or self.running:
+            await asyncio.sleep(self.config.step_seconds)
+            await self.gate.wait()
+            self._step()
+
+    def _step(self) -> None:
+        self.steps += 1
+        for sequence in [s for s in self.waiting if s.cancelled]:
+            self.waiting.remove(sequence)
+            self._respond(sequence, "cancelled")
+        while self.waiting and len(self.running) < self.llm.max_batch_size:
+            self._admit(self.waiting.popleft())
+        active = len(self.running)  # counted as the step starts, finishing ones included
+        for sequence in list(self.running):
+            if sequence.cancelled:
+                self._respond(sequence, "cancelled")
+            else:
+                self._advance(sequence)
+        self._record_stats(active)
+
+    def _admit(self, sequence: _Sequence) -> None:
+        prompt = sequence.prompt
+        if len(prompt) > self.max_input_len or self.config.reject_token in prompt:
+            message = f"Prompt length ({len(prompt)}) exceeds maximum input length"
+            if self.config.reject_token in prompt:
+                message = "injected request failure"
+            sequence.output._responses.put_nowait(_Response([], error=message))
+            return
+        # The silent clamp of batch_manager/llmRequest.cpp `validate`.
+        sequence.max_new = min(
+            sequence.output.sampling_params.max_tokens, self.max_seq_len - len(prompt)
+        )
+        sequence.cached_tokens = self._reuse(prompt) * self.config.tokens_per_block
+        self.running.append(sequence)
+
+    def _reuse(self, prompt: list[int]) -> int:
+        """Leading whole prompt blocks found in the cache; caches the prompt's blocks."""
+        per_block = self.config.tokens_per_block
+        prefixes = [tuple(prompt[:end]) for end in range(per_block, len(prompt) + 1, per_block)]
+        reused = 0
+        if self.llm.args.kv_cache_config.enable_block_reuse:
+            while reused < len(prefixes) and prefixes[reused] in self.cached_prefixes:
+                reused += 1
+            self.cached_prefixes.update(prefixes)
+        self.reused_blocks += reused
+        self.missed_blocks += len(prefixes) - reused
+        return reused
+
+    def _advance(self, sequence: _Sequence) -> None:
+        params = sequence.output.sampling_params
+        token = self._next_token(sequence)
+        sequence.generated += 1
+        sequence.pending.append(token)
+        if token == params.end_id:
+            if not self.config.include_end_id:
+                sequence.pending.pop()
+            self._respond(sequence, "end_id")
+        elif token in (params.stop_token_ids or ()):
+            self._respond(sequence, "stop_words")
+        elif sequence.generated >= sequence.max_new:
+            self._respond(sequence, "length")
+        elif sequence.streaming:
+            self._respond(sequence, None)
+
+    def _next_token(self, sequence: _Sequence) -> int:
+        end_id = sequence.output.sampling_params.end_id
+        if sequence.generated == self.config.eos_after and end_id is not None and end_id >= 0:
+            return end_id
+        prompt = sequence.prompt
+        echoed = prompt[sequence.generated % len(prompt)]
+        return self.config.token_base + echoed % self.config.token_span
+
+    def _respond(self, sequence: _Sequence, finish: str | None) -> None:
+        tokens, sequence.pending = sequence.pending, []
+        response = _Response(tokens, finish, cached_tokens=sequence.cached_tokens)
+        sequence.output._responses.put_nowait(response)
+        if finish is not None and sequence in self.running:
+            self.running.remove(sequence)
+
+    def _record_stats(self, active: int) -> None:
+        if self.stats is None or not self.llm.collects_stats:
+            return
+        per_block = self.config.tokens_per_block
+        used = sum(-(-(len(s.prompt) + s.generated) // per_block) for s in self.running)
+        lookups = self.reused_blocks + self.missed_blocks
+        kv = {
+            "maxNumBlocks": self.config.kv_blocks,
+            "freeNumBlocks": self.config.kv_blocks - used,
+            "usedNumBlocks": used,
+            "tokensPerBlock": per_block,
+            "reusedBlocks": self.reused_blocks,
+            "missedBlocks": self.missed_blocks,
+            "cacheHitRate": self.reused_blocks / lookups if lookups else 0.0,
+        }
+        record = {
+            "iter": self.steps,
+            "iterLatencyMS": self.config.step_seconds * 1000,
+            "numActiveRequests": active,
+            "numQueuedRequests": len(self.waiting),
+            "maxBatchSizeRuntime": self.llm.max_batch_size,
+            "kvCacheStats": kv,
+        }
+        self.stats.put(json.dumps(record))
+
+
+async def _no_stats() -> AsyncIterator[dict[str, Any]]:
+    return
+    yield  # an async generator that ends at once, like executor.py's empty_async_iterable
+
+
+class _BaseLLM:
+    standin: ClassVar[Standin]
+    args_fields: ClassVar[frozenset[str]]
+
+    def __init__(self, model: str | Path, *, skip_tokenizer_init: bool = False, **kwargs: Any):
+        for key in kwargs:
+            if key not in self.args_fields:
+                raise ValueError(f"{type(self).__name__} got invalid argument: {key}")
+        self.kwargs = dict(kwargs, skip_tokenizer_init=skip_tokenizer_init)
+        self.model = Path(model)
+        self.tokenizer: object | None = None if skip_tokenizer_init else object()
+        self.requests: list[RequestOutput] = []
+        self.shutdown_calls = 0
+        self.stats_calls = 0
+        self.args = self._args(kwargs)
+        self.executor = _Executor(self, *self._executor_lengths())
+        self.standin.llms.append(self)
+
+    @property
+    def max_batch_size(self) -> int:
+        runtime, built = self.args.max_batch_size, self.args.build_config.max_batch_size
+        return built if runtime is None else min(runtime, built)
+
+    @property
+    def collects_stats(self) -> bool:
+        return True  # the TensorRT backend always does
+
+    def _args(self, kwargs: dict[str, Any]) -> LlmArgs:
+        raise NotImplementedError
+
+    def _executor_lengths(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
+        raise NotImplementedError
+
+    def generate_async(
+        self, inputs: Any, sampling_params: SamplingParams | None = None, streaming: bool = False
+    ) -> RequestOutput:
+        if self.shutdown_calls:
+            raise RuntimeError("LLM is shutting down")
+        params = sampling_params or SamplingParams()
+        if params.end_id is None:
+            if self.tokenizer is None:
+                raise ValueError(
+                    "tokenizer is required to reset end_id if it is None, or you can "
+                    "explicitly specify the end_id for sampling_params"
+                )
+            params.end_id = 2
+        prompt = list(inputs["prompt_token_ids"] if isinstance(inputs, dict) else inputs)
+        self._check_arguments(len(prompt), params)
+        output = RequestOutput(len(self.requests) + 1, prompt, params)
+        self.requests.append(output)
+        if self.executor.stats is None:
+            self.executor.stats = IterationResult()
+        self.executor.stats.mark_undone()  # more stats are coming
+        self.executor.submit(_Sequence(output, streaming))
+        return output
+
+    def get_stats_async(self, timeout: float = 2) -> IterationResult | AsyncIterator[Any]:
+        self.stats_calls += 1
+        if self.executor.stats is None:
+            return _no_stats()
+        self.executor.stats.set_timeout(timeout)
+        return self.executor.stats
+
+    def shutdown(self) -> None:
+        self.shutdown_calls += 1
+        task = self.executor.task
+        if task is not None:  # the real one is called from any thread
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
+
+class _TorchLLM(_BaseLLM):
+    def _args(self, kwargs: dict[str, Any]) -> LlmArgs:
+        return LlmArgs(
+            build_config=BuildConfig(),
+            max_seq_len=kwargs.get("max_seq_len"),  # None: deduced in the worker, not here
+            max_batch_size=kwargs.get("max_batch_size", 2048),
+            max_num_tokens=kwargs.get("max_num_tokens", 8192),
+            enable_chunked_prefill=kwargs.get("enable_chunked_prefill", False),
+            kv_cache_config=kwargs.get("kv_cache_config", KvCacheConfig()),
+        )
+
+    @property
+    def collects_stats(self) -> bool:
+        return bool(self.kwargs.get("enable_iter_perf_stats", False))
+
+    def _executor_lengths(self) -> tuple[int, int]:
+        max_seq_len = self.args.max_seq_len
+        if max_seq_len is None:
+            config = json.loads((self.model / "config.json").read_text())
+            max_seq_len = int(config["max_position_embeddings"])
+        return max_seq_len, max_seq_len - 1
+
+    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
+        max_num_tokens = self.args.max_num_tokens
+        if not self.args.enable_chunked_prefill and max_num_tokens and prompt_len > max_num_tokens:
+            raise ValueError(f"prompt length {prompt_len} exceeds max_num_tokens {max_num_tokens}")
+
+
+class _TrtLLM(_BaseLLM):
+    def _args(self, kwargs: dict[str, Any]) -> LlmArgs:
+        engine = json.loads((self.model / "config.json").read_text())
+        return LlmArgs(
+            build_config=BuildConfig(**engine["build_config"]),
+            max_seq_len=None,  # an engine's is built in
+            max_batch_size=kwargs.get("max_batch_size"),
+            max_num_tokens=kwargs.get("max_num_tokens"),
+            enable_chunked_prefill=kwargs.get("enable_chunked_prefill", False),
+            kv_cache_config=kwargs.get("kv_cache_config", KvCacheConfig()),
+        )
+
+    def _executor_lengths(self) -> tuple[int, int]:
+        build = self.args.build_config
+        assert build.max_seq_len is not None
+        return build.max_seq_len, build.max_input_len
+
+    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
+        max_seq_len = self.args.build_config.max_seq_len
+        assert max_seq_len is not None
+        if not self.args.enable_chunked_prefill and prompt_len + params.max_tokens > max_seq_len:
+            raise ValueError(
+                f"The sum of prompt length ({prompt_len}) and max_tokens "
+                f"({params.max_tokens}) should not exceed max_seq_len ({max_seq_len})"
+            )
+
+
+@dataclass
+class Standin:
+    config: StandinConfig
+    llms: list[_BaseLLM] = field(default_factory=list)
+
+    @property
+    def llm(self) -> _BaseLLM:
+        return self.llms[-1]
+
+
+_MODULE_NAMES = (
+    "tensorrt_llm",
+    "tensorrt_llm.llmapi",
+    "tensorrt_llm.llmapi.llm_args",
+    "tensorrt_llm._tensorrt_engine",
+)
+
+
+@contextlib.contextmanager
+def installed(config: StandinConfig | None = None) -> Iterator[Standin]:
+    """The stand-in as `tensorrt_llm` in `sys.modules`, for the duration of the block."""
+    standin = Standin(config or StandinConfig())
+    saved = {name: sys.modules.pop(name, None) for name in _MODULE_NAMES}
+    sys.modules.update(_modules(standin))
+    try:
+        yield standin
+    finally:
+        for name, module in saved.items():
+            sys.modules.pop(name, None)
+            if module is not None:
+                sys.modules[name] = module
+
+
+def _modules(standin: Standin) -> dict[str, ModuleType]:
+    config = standin.config
+    torch_fields = _TORCH_FIELDS - config.missing_fields
+    trt_fields = _TRT_FIELDS - config.missing_fields
+    torch_llm = type("LLM", (_TorchLLM,), {"standin": standin, "args_fields": torch_fields})
+    trt_llm = type("_TrtLLM", (_TrtLLM,), {"standin": standin, "args_fields": trt_fields})
+    modules = {
+        "tensorrt_llm": _module(
+            "tensorrt_llm", __version__=config.version, LLM=torch_llm, SamplingParams=SamplingParams
+        ),
+        "tensorrt_llm.llmapi": _module(
+            "tensorrt_llm.llmapi",
+            LLM=torch_llm,
+            SamplingParams=SamplingParams,
+            KvCacheConfig=KvCacheConfig,
+            RequestError=RequestError,
+            RequestOutput=RequestOutput,
+            CompletionOutput=CompletionOutput,
+        ),
+        "tensorrt_llm.llmapi.llm_args": _module(
+            "tensorrt_llm.llmapi.llm_args",
+            TorchLlmArgs=_args_model(torch_fields),
+            TrtLlmArgs=_args_model(trt_fields),
+        ),
+    }
+    if config.engine_backend:
+        modules["tensorrt_llm._tensorrt_engine"] = _module(
+            "tensorrt_llm._tensorrt_engine", LLM=trt_llm
+        )
+    return modules
+
+
+def _module(name: str, **attributes: Any) -> ModuleType:
+    module = ModuleType(name)
+    module.__path__ = []  # a package: a missing submodule is then ModuleNotFoundError
+    module.__dict__.update(attributes)
+    return module
+
+
+def _args_model(fields: frozenset[str]) -> type:
+    """A pydantic args model as far as feature detection sees it: its field names."""
+    return type("LlmArgs", (), {"model_fields": dict.fromkeys(fields)})
