@@ -80,9 +80,12 @@ class EngineStats:
     waiting: int = 0
     kv_blocks_total: int = 0
     kv_blocks_used: int = 0
-    prefix_cache_queries: int = 0  # prompt tokens looked up in the prefix cache, cumulative
-    prefix_cache_hits: int = 0  # of those, tokens found cached, cumulative
+    # Prompt tokens looked up in the prefix cache, and found there; cumulative. An
+    # engine that counts whole blocks only reports blocks x tokens per block.
+    prefix_cache_queries: int = 0
+    prefix_cache_hits: int = 0
     reused_blocks: int = 0  # KV blocks reused across requests, cumulative
+    step_seconds: float = 0.0  # the latest engine step's latency, where the engine says
 
 
 class EngineError(Exception):

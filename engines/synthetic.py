@@ -66,6 +66,7 @@ class SyntheticEngine:
         self._generated = 0
         self._prefix_queries = 0
         self._prefix_hits = 0
+        self._step_seconds = 0.0
         self._fatal: EngineError | None = None
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -107,6 +108,7 @@ class SyntheticEngine:
             kv_blocks_used=used,
             prefix_cache_queries=self._prefix_queries,
             prefix_cache_hits=self._prefix_hits,
+            step_seconds=self._step_seconds,
         )
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
@@ -130,10 +132,12 @@ class SyntheticEngine:
             if not self._waiting and not self._running:
                 self._wake.clear()
                 await self._wake.wait()
+            began = time.perf_counter()
             if self._admit() and settings.prefill_seconds:
                 await asyncio.sleep(settings.prefill_seconds)
             await asyncio.sleep(settings.token_seconds)
             self._step()
+            self._step_seconds = time.perf_counter() - began
 
     def _admit(self) -> int:
         admitted = 0

@@ -42,35 +42,20 @@ log = logging.getLogger(__name__)
 _REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
 
 
-@dataclass(frozen=True, slots=True)
-class IterationSnapshot:
-    """The latest iteration stats: `engine` is what `stats()` reports, the rest has no
-    field in `EngineStats` yet."""
-
-    engine: EngineStats = field(default_factory=EngineStats)
-    kv_blocks_free: int = 0
-    cache_hit_rate: float = 0.0  # reused / (reused + missed) blocks, cumulative
-    step_seconds: float = 0.0
-
-
-def snapshot_from(record: Mapping[str, Any]) -> IterationSnapshot:
-    """One `get_stats_async` record (the executor's camelCase JSON) as a snapshot."""
+def stats_from(record: Mapping[str, Any]) -> EngineStats:
+    """One `get_stats_async` record (the executor's camelCase JSON) as engine stats."""
     kv = record.get("kvCacheStats") or {}
     per_block = kv.get("tokensPerBlock", 0)
     reused, missed = kv.get("reusedBlocks", 0), kv.get("missedBlocks", 0)
-    return IterationSnapshot(
-        engine=EngineStats(
-            running=record.get("numActiveRequests", 0),
-            waiting=record.get("numQueuedRequests", 0),
-            kv_blocks_total=kv.get("maxNumBlocks", 0),
-            kv_blocks_used=kv.get("usedNumBlocks", 0),
-            # The executor counts whole blocks only; tokens are estimated from them.
-            prefix_cache_queries=(reused + missed) * per_block,
-            prefix_cache_hits=reused * per_block,
-            reused_blocks=reused,
-        ),
-        kv_blocks_free=kv.get("freeNumBlocks", 0),
-        cache_hit_rate=kv.get("cacheHitRate", 0.0),
+    return EngineStats(
+        running=record.get("numActiveRequests", 0),
+        waiting=record.get("numQueuedRequests", 0),
+        kv_blocks_total=kv.get("maxNumBlocks", 0),
+        kv_blocks_used=kv.get("usedNumBlocks", 0),
+        # The executor counts whole blocks only; tokens are estimated from them.
+        prefix_cache_queries=(reused + missed) * per_block,
+        prefix_cache_hits=reused * per_block,
+        reused_blocks=reused,
         step_seconds=record.get("iterLatencyMS", 0.0) / 1000,
     )
 
@@ -119,7 +104,7 @@ class TrtllmEngine:
         self._limits: EngineLimits | None = None
         self._failed = False
         self._live: set[_Live] = set()
-        self._snapshot = IterationSnapshot()
+        self._stats = EngineStats()
         self._stats_task: asyncio.Task[None] | None = None
         self._stats_rearmed = False
         self._stats_broken = False
@@ -169,10 +154,7 @@ class TrtllmEngine:
         return self._limits
 
     def stats(self) -> EngineStats:
-        return self._snapshot.engine
-
-    def iteration_snapshot(self) -> IterationSnapshot:
-        return self._snapshot
+        return self._stats
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
         live = self._submit(request)
@@ -278,13 +260,12 @@ class TrtllmEngine:
                 # Submission re-arms the queue, but a pass timing out just after undoes it.
                 stats.mark_undone()
                 async for record in stats:
-                    self._snapshot = snapshot_from(record)
+                    self._stats = stats_from(record)
         except Exception:
             self._stats_broken = True  # once, not once per request
             log.exception("reading TensorRT-LLM iteration stats failed; stats() stays still")
         if not self._live:  # the last record predates the last requests' end
-            idle = dataclasses.replace(self._snapshot.engine, running=0, waiting=0)
-            self._snapshot = dataclasses.replace(self._snapshot, engine=idle)
+            self._stats = dataclasses.replace(self._stats, running=0, waiting=0)
 
 
 def _sampling_params(api: TrtllmApi, sampling: SamplingParams, max_tokens: int) -> Any:

@@ -13,6 +13,7 @@ never per token; engine gauges are read from `engine.stats()` at scrape time by
     gateway_prompt_tokens_total, gateway_generation_tokens_total
     gateway_num_requests_running, gateway_num_requests_waiting
     gateway_kv_cache_usage_perc                      0..1
+    gateway_engine_step_seconds                      the latest step's latency
     gateway_prefix_cache_queries_total, gateway_prefix_cache_hits_total  (tokens)
 """
 
@@ -118,6 +119,8 @@ class EngineCollector(Collector):
             (gauge, "num_requests_running", "Requests in the engine's batch.", stats.running),
             (gauge, "num_requests_waiting", "Requests queued in the engine.", stats.waiting),
             (gauge, "kv_cache_usage_perc", "KV-cache blocks in use, 0..1.", usage),
+            (gauge, "engine_step_seconds", "The latest engine step's latency.",
+             stats.step_seconds),
             (counter, "prefix_cache_queries", "Prompt tokens looked up.",
              stats.prefix_cache_queries),
             (counter, "prefix_cache_hits", "Prompt tokens found cached.",

@@ -10,10 +10,11 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from engines.settings import SyntheticSettings, TransformersSettings
+from engines.settings import SyntheticSettings, TransformersSettings, TrtllmSettings
 from gateway.app import create_app
 from gateway.model_files import resolve_model_dir
 from gateway.settings import Settings
+from tests.engines.trtllm_standin import StandinConfig, installed
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +75,17 @@ def transformers_gateway() -> Iterator[LiveServer]:
     yield from serve(ENGINE_SETTINGS["transformers"]())
 
 
+@pytest.fixture(scope="session")
+def trtllm_gateway(model_dir: Path) -> Iterator[LiveServer]:
+    """The TensorRT-LLM engine over the `tensorrt_llm` stand-in, with SmolLM2's tokenizer."""
+    settings = Settings(engine="trtllm", model=model_dir, trtllm=TrtllmSettings(max_seq_len=512))
+    with installed(StandinConfig()):
+        yield from serve(settings)
+
+
 @pytest.fixture(
     scope="session",
-    params=["synthetic", pytest.param("transformers", marks=pytest.mark.model)],
+    params=["synthetic", "trtllm", pytest.param("transformers", marks=pytest.mark.model)],
 )
 def gateway(request: pytest.FixtureRequest) -> LiveServer:
     """The conformance suite's gateway: one per engine, shared by the whole session."""

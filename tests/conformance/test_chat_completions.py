@@ -171,6 +171,7 @@ def test_metrics_are_exported_after_traffic(gateway: LiveServer) -> None:
         "gateway_num_requests_running{",
         "gateway_num_requests_waiting{",
         "gateway_kv_cache_usage_perc{",
+        "gateway_engine_step_seconds{",
         "gateway_prefix_cache_queries_total{",
         "gateway_prefix_cache_hits_total{",
         'gateway_http_requests_total{route="/v1/chat/completions",status="200"}',

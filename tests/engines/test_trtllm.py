@@ -22,7 +22,7 @@ from engines.base import (
     TokenDelta,
 )
 from engines.settings import TrtllmSettings
-from engines.trtllm import TrtllmEngine, snapshot_from
+from engines.trtllm import TrtllmEngine, stats_from
 from tests.engines.trtllm_standin import Standin, StandinConfig, installed
 
 
@@ -321,7 +321,7 @@ async def test_stats_follow_the_iterations_then_go_idle(tmp_path: Path) -> None:
         stats = engine.stats()
         assert stats.running == 2 and stats.kv_blocks_used > 0
         assert stats.kv_blocks_total == 4096
-        assert engine.iteration_snapshot().step_seconds == pytest.approx(0.002)
+        assert engine.stats().step_seconds == pytest.approx(0.002)
         await asyncio.gather(*runs)
         await eventually(lambda: engine.stats().running == 0)
 
@@ -402,13 +402,11 @@ def test_an_iteration_record_maps_onto_engine_stats() -> None:
             "cacheHitRate": 0.25,
         },
     }
-    snapshot = snapshot_from(record)
-    stats = snapshot.engine
+    stats = stats_from(record)
     assert (stats.running, stats.waiting, stats.kv_blocks_total, stats.kv_blocks_used) == (
         3, 1, 100, 40,
     )  # fmt: skip
     assert (stats.prefix_cache_queries, stats.prefix_cache_hits, stats.reused_blocks) == (
         640, 160, 5,
     )  # fmt: skip
-    assert (snapshot.kv_blocks_free, snapshot.cache_hit_rate) == (60, 0.25)
-    assert snapshot.step_seconds == 0.0125
+    assert stats.step_seconds == 0.0125
