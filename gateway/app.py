@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from engines import create_engine
 from engines.base import Engine
+from gateway.admission import Admission
 from gateway.chat import ChatCompletions
 from gateway.errors import (
     GatewayError,
@@ -29,6 +30,7 @@ from gateway.errors import (
     RouteNotFound,
     http_response,
 )
+from gateway.lifecycle import Lifecycle
 from gateway.metrics import EngineCollector, Metrics
 from gateway.middleware import HTTPMetricsMiddleware
 from gateway.model_files import EMBEDDED_NAME, resolve_model_dir
@@ -40,12 +42,27 @@ from gateway.state import Services
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
-    """The gateway app; `engine` replaces the one the settings name (tests use this)."""
+def create_app(
+    settings: Settings, engine: Engine | None = None, lifecycle: Lifecycle | None = None
+) -> FastAPI:
+    """The gateway app; `engine` replaces the one the settings name (tests use this).
+
+    Whoever handles SIGTERM calls `lifecycle.drain()` (see `gateway.cli`).
+    """
     model_name = settings.served_model_name or (
         settings.model.name if settings.model else EMBEDDED_NAME
     )
     metrics = Metrics(CollectorRegistry(), model_name)
+    lifecycle = lifecycle or Lifecycle(
+        settings.shutdown_grace_seconds, settings.request_timeout_seconds
+    )
+    admission = Admission(
+        settings.max_concurrent_requests,
+        settings.max_queued_prompt_tokens,
+        settings.retry_after_seconds,
+        metrics.admission_rejections,
+        model_name,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,8 +72,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         try:
             await running.start()
             metrics.registry.register(EngineCollector(running.stats, model_name))
-            chat = ChatCompletions(running, prompts, metrics, settings, model_name)
-            app.state.services = Services(running, chat, metrics, model_name)
+            chat = ChatCompletions(
+                running, prompts, metrics, settings, model_name, admission, lifecycle
+            )
+            app.state.services = Services(running, chat, metrics, model_name, lifecycle)
             log.info("serving %s on the %s engine", model_name, running.name)
             yield
         finally:

@@ -1,8 +1,9 @@
 """`POST /v1/chat/completions`: validate, render, fit, then stream or collect.
 
 Everything that can be refused is refused before the response starts (fail
-before sending 200): unknown model, unsupported parameters, template errors,
-context length. Errors after that are sent as an SSE error event.
+before sending 200): shutting down, unknown model, unsupported parameters,
+limits, template errors, context length, admission. Errors after that are sent
+as an SSE error event.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from dataclasses import dataclass
 import orjson
 from sse_starlette import EventSourceResponse
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from engines.base import Engine, GenerationRequest, SamplingParams
+from gateway.admission import Admission, Ticket
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, sse_event
 from gateway.generation import Generation
 from gateway.lengths import fit_max_tokens
+from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.prompts import PromptRenderer
 from gateway.protocol import ChatCompletionRequest
@@ -38,33 +42,53 @@ class ChatCompletions:
     metrics: Metrics
     settings: Settings
     model_name: str
+    admission: Admission
+    lifecycle: Lifecycle
 
     async def create(self, body: ChatCompletionRequest) -> Response:
         metrics = self.metrics.request()  # the clock starts at arrival
+        self.lifecycle.ensure_open()
         self._validate(body)
         prompt_ids = await self.prompts.render([m.template_dict() for m in body.messages])
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         request = GenerationRequest(request_id, prompt_ids, self._sampling(body, prompt_ids))
         stops = StopMatcher(body.stop_strings) if body.stop_strings else None
         choice = ChoiceStream(0, self.prompts.detokenizer(prompt_ids), stops)
-        generation = Generation(self.engine, request, choice, metrics)
+        ticket = self.admission.admit(len(prompt_ids))
+        generation = Generation(
+            self.engine, request, choice, metrics, ticket, self.lifecycle.watch()
+        )
         encoder = ChunkEncoder(request_id, int(time.time()), body.model)
         if body.stream:
             frames = _sse_frames(generation, encoder, body.include_usage)
-            return EventSourceResponse(frames, sep="\n")
-        return await _complete(generation, request_id, body.model)
+            return _ChatEventStream(frames, ticket, self.settings)
+        try:
+            return await _complete(generation, request_id, body.model)
+        finally:
+            ticket.release()
 
     def _validate(self, body: ChatCompletionRequest) -> None:
+        settings = self.settings
         if body.model != self.model_name:
             raise ModelNotFound(f"The model `{body.model}` does not exist.", param="model")
         body.reject_unsupported()
-        stops = body.stop_strings
-        if len(stops) > self.settings.max_stop_strings:
+        if len(body.messages) > settings.max_messages:
             raise InvalidRequest(
-                f"at most {self.settings.max_stop_strings} stop strings are allowed", param="stop"
+                f"at most {settings.max_messages} messages are allowed", param="messages"
             )
-        if any(not stop for stop in stops):
-            raise InvalidRequest("stop strings must not be empty", param="stop")
+        if sum(len(m.content or "") for m in body.messages) > settings.max_prompt_chars:
+            raise InvalidRequest(
+                f"the messages exceed {settings.max_prompt_chars} characters", param="messages"
+            )
+        stops = body.stop_strings
+        if len(stops) > settings.max_stop_strings:
+            raise InvalidRequest(
+                f"at most {settings.max_stop_strings} stop strings are allowed", param="stop"
+            )
+        if any(not stop or len(stop) > settings.max_stop_chars for stop in stops):
+            raise InvalidRequest(
+                f"stop strings must have 1 to {settings.max_stop_chars} characters", param="stop"
+            )
 
     def _sampling(self, body: ChatCompletionRequest, prompt_ids: list[int]) -> SamplingParams:
         max_tokens = fit_max_tokens(
@@ -81,6 +105,32 @@ class ChatCompletions:
             seed=body.seed,
             stop_token_ids=self.prompts.eos_token_ids,
         )
+
+
+class _ChatEventStream(EventSourceResponse):
+    """The SSE response of one completion; its admission ticket is released however it ends.
+
+    The body generator may never start (the client left before the first send),
+    and then its own `finally` never runs: this `finally` always does.
+    """
+
+    def __init__(self, frames: AsyncIterator[bytes], ticket: Ticket, settings: Settings) -> None:
+        super().__init__(
+            frames,
+            sep="\n",
+            ping=settings.sse_keepalive_seconds,
+            send_timeout=settings.send_timeout_seconds,
+            # sse-starlette cancels streams on SIGTERM after this long; the drain
+            # (gateway/lifecycle.py) ends them with an error event before that.
+            shutdown_grace_period=settings.shutdown_grace_seconds + 5,
+        )
+        self._ticket = ticket
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._ticket.release()
 
 
 async def _sse_frames(

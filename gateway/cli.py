@@ -3,13 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
 from gateway.app import create_app
+from gateway.lifecycle import Lifecycle
 from gateway.settings import Settings
+
+# Beyond the drain's grace: time for the error events and the engine's close.
+_SHUTDOWN_MARGIN_S = 10
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn, plus: SIGTERM/SIGINT start the gateway's drain at once.
+
+    uvicorn stops accepting and waits for open connections; the drain makes
+    `/ready` 503 and ends the streams still running after the grace period with
+    an error event, so that wait ends in time. (sse-starlette patches
+    `uvicorn.Server.handle_exit` too; this calls through to it.)
+    """
+
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle) -> None:
+        super().__init__(config)
+        self._lifecycle = lifecycle
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            asyncio.get_running_loop().call_soon_threadsafe(self._lifecycle.drain)
+        except RuntimeError:  # no loop yet: nothing is running to drain
+            pass
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # uvicorn re-raises the signals it caught once it has stopped; after a
+            # completed drain, SIGTERM is a clean exit (status 0), not a death.
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,9 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
+    lifecycle = Lifecycle(settings.shutdown_grace_seconds, settings.request_timeout_seconds)
+    config = uvicorn.Config(
+        create_app(settings, lifecycle=lifecycle),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + _SHUTDOWN_MARGIN_S,
     )
+    _DrainingServer(config, lifecycle).run()

@@ -4,11 +4,15 @@
     ├── InvalidRequest           400 invalid_request_error
     │   ├── ContextLengthExceeded    code context_length_exceeded
     │   └── UnsupportedParameter     code unsupported_parameter
+    ├── Unauthorized             401
     ├── ModelNotFound            404
     ├── RouteNotFound            404
     ├── MethodNotAllowed         405
+    ├── BodyTooLarge             413
+    ├── Overloaded               429 rate_limit_error, with Retry-After
     ├── EngineFailure            500 server_error
-    └── EngineUnavailable        503 service_unavailable
+    ├── EngineUnavailable        503 service_unavailable, with Retry-After
+    └── RequestTimeout           504 timeout
 
 Routes raise these; `http_response` and `sse_event` are the only places that
 turn them into bytes, so every error a client sees has OpenAI's shape:
@@ -30,11 +34,19 @@ class GatewayError(Exception):
     error_type: ClassVar[str] = "server_error"
     default_code: ClassVar[str | None] = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code or self.default_code
+        self.retry_after = retry_after  # seconds, sent as Retry-After
 
     def body(self) -> dict[str, Any]:
         return {
@@ -66,6 +78,14 @@ class UnsupportedParameter(InvalidRequest):
     default_code = "unsupported_parameter"
 
 
+class Unauthorized(GatewayError):
+    """No API key, or one this gateway does not know."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
 class ModelNotFound(GatewayError):
     """The request names a model this gateway does not serve."""
 
@@ -86,6 +106,20 @@ class MethodNotAllowed(GatewayError):
     default_code = "method_not_allowed"
 
 
+class BodyTooLarge(GatewayError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class Overloaded(GatewayError):
+    """Admission control refused the request: retry after `retry_after` seconds."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "overloaded"
+
+
 class EngineFailure(GatewayError):
     """The engine failed this request but is still serving others."""
 
@@ -100,9 +134,21 @@ class EngineUnavailable(GatewayError):
     default_code = "engine_unavailable"
 
 
+class RequestTimeout(GatewayError):
+    """The request outlived its deadline."""
+
+    status_code = 504
+    error_type = "timeout"
+    default_code = "request_timeout"
+
+
 def http_response(error: GatewayError) -> Response:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return Response(
-        orjson.dumps(error.body()), status_code=error.status_code, media_type="application/json"
+        orjson.dumps(error.body()),
+        status_code=error.status_code,
+        media_type="application/json",
+        headers=headers,
     )
 
 

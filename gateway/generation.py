@@ -2,17 +2,28 @@
 
 Every way out closes the engine's event iterator (`aclosing`), which aborts the
 request in the engine if it is still running: a stop string was matched, the
-client disconnected (the task is cancelled), or an error was raised.
+client disconnected (the task is cancelled), the deadline passed (`Watch`), or
+an error was raised.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from engines.base import Engine, EngineError, Finished, FinishReason, GenerationRequest
+from engines.base import (
+    Engine,
+    EngineError,
+    Finished,
+    FinishReason,
+    GenerationEvent,
+    GenerationRequest,
+)
+from gateway.admission import Ticket
 from gateway.errors import EngineFailure, EngineUnavailable, GatewayError
+from gateway.lifecycle import Watch
 from gateway.metrics import RequestMetrics
 from gateway.streaming import ChoiceStream
 
@@ -38,30 +49,36 @@ class Generation:
         request: GenerationRequest,
         choice: ChoiceStream,
         metrics: RequestMetrics,
+        ticket: Ticket,
+        watch: Watch,
     ) -> None:
         self.choice = choice
         self.usage: Usage | None = None  # set once the generation has finished
         self._engine = engine
         self._request = request
         self._metrics = metrics
+        self._ticket = ticket
+        self._watch = watch
 
     async def deltas(self) -> AsyncIterator[str]:
-        """Text for the client, piece by piece; raises a `GatewayError` on engine failure."""
+        """Text for the client, piece by piece; raises a `GatewayError` on failure."""
         finished: Finished | None = None
         outcome = "abort"  # unless it finishes or fails: the consumer went away
         try:
-            async with aclosing(self._engine.generate(self._request)) as events:
-                async for event in events:
-                    if isinstance(event, Finished):
-                        finished = event
-                        text = self._finish(event)
-                    else:
-                        self._metrics.delivered()
-                        text = self.choice.push(event.token_ids)
-                    if text:
-                        yield text
-                    if self.choice.finish_reason is not None:
-                        break
+            with self._watch:
+                async with aclosing(self._engine.generate(self._request)) as events:
+                    while finished is None and self.choice.finish_reason is None:
+                        event = await self._next(events)
+                        if isinstance(event, Finished):
+                            finished = event
+                            text = self._finish(event)
+                        else:
+                            if self.choice.tokens == 0:
+                                self._ticket.started()
+                            self._metrics.delivered()
+                            text = self.choice.push(event.token_ids)
+                        if text:
+                            yield text
         except EngineError as error:
             outcome = "error"
             raise self._engine_error(error) from error
@@ -69,7 +86,25 @@ class Generation:
             outcome = "error"
             raise
         finally:
+            self._ticket.release()
             self._record(finished, self.choice.finish_reason or outcome)
+
+    async def _next(self, events: AsyncIterator[GenerationEvent]) -> GenerationEvent:
+        """The engine's next event, unless the deadline passes first."""
+        watch = self._watch
+        if watch.expired:
+            raise watch.error()
+        watch.awaiting = True
+        try:
+            return await anext(events)
+        except StopAsyncIteration:
+            raise EngineFailure("the engine ended the request without finishing it") from None
+        except asyncio.CancelledError:
+            if watch.claims_cancellation():
+                raise watch.error() from None
+            raise
+        finally:
+            watch.awaiting = False
 
     def _finish(self, event: Finished) -> str:
         if event.reason is FinishReason.ABORT:

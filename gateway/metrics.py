@@ -6,6 +6,7 @@ never per token; engine gauges are read from `engine.stats()` at scrape time by
 
     gateway_request_success_total{finished_reason}   stop | length | abort | error
     gateway_http_requests_total{route,status}        every response, by status
+    gateway_admission_rejections_total{reason}       requests | prompt_tokens
     gateway_time_to_first_token_seconds              arrival to first token
     gateway_inter_token_latency_seconds              between engine deliveries
     gateway_e2e_request_latency_seconds              arrival to last token
@@ -51,6 +52,9 @@ class Metrics:
 
         success = counter("gateway_request_success", "Finished requests.", "finished_reason")
         self.success = {r: success.labels(model_name, r) for r in FINISH_REASONS}
+        self.admission_rejections = counter(
+            "gateway_admission_rejections", "Requests refused by admission control.", "reason"
+        )
         self.http_requests = Counter(
             "gateway_http_requests", "HTTP responses.", ("route", "status"), registry=registry
         )

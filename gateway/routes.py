@@ -54,8 +54,8 @@ async def health(svc: ServicesDep) -> JSONResponse:
 
 @router.get("/ready")
 async def ready(svc: ServicesDep) -> JSONResponse:
-    """The engine is loaded and healthy: send traffic here."""
-    if svc.engine.healthy():
+    """The engine is loaded and healthy, and the server is not draining: send traffic here."""
+    if svc.engine.healthy() and not svc.lifecycle.draining:
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "unavailable"}, status_code=503)
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -47,7 +47,33 @@ class Settings(BaseSettings):
 
     # A max_tokens past the context left is clamped to it; strict mode rejects it.
     strict_max_tokens: bool = False
+
+    # Request limits: past them, 400 (413 for the body).
+    max_body_bytes: PositiveInt = 8 * 1024 * 1024
+    max_messages: PositiveInt = 1024
+    max_prompt_chars: PositiveInt = 1_000_000  # all messages' text together
     max_stop_strings: PositiveInt = 16
+    max_stop_chars: PositiveInt = 256  # each stop string
+
+    # Admission control: past either bound, 429 with Retry-After.
+    max_concurrent_requests: PositiveInt = 2048  # admitted and not yet finished
+    max_queued_prompt_tokens: PositiveInt = 2_000_000  # admitted, no first token yet
+    retry_after_seconds: PositiveInt = 1
+
+    # Time: a request past its deadline ends (504); SIGTERM stops new requests at once
+    # and gives those in flight this long before they end with an error event.
+    request_timeout_seconds: PositiveFloat | None = 600.0
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    sse_keepalive_seconds: PositiveFloat = 15.0  # comments keep proxies from cutting prefill
+    send_timeout_seconds: PositiveFloat = 30.0  # a client that reads nothing this long is dropped
+
+    # Security. Keys come from here (GATEWAY_API_KEYS='["k1","k2"]') and from a file
+    # (one per line); none configured means no authentication.
+    api_keys: list[SecretStr] = []
+    api_key_file: Path | None = None
+    metrics_require_key: bool = True  # false: /metrics open to scrapers without a key
+    cors_allow_origins: list[str] = []  # empty: no CORS headers at all
+    access_log: bool = True  # one JSON line per request; never prompts or outputs
 
     transformers: TransformersSettings = TransformersSettings()
     synthetic: SyntheticSettings = SyntheticSettings()

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from engines.base import Engine
 from gateway.chat import ChatCompletions
+from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 
 
@@ -17,6 +18,7 @@ class Services:
     chat: ChatCompletions
     metrics: Metrics
     model_name: str
+    lifecycle: Lifecycle
 
 
 def services(request: Request) -> Services:
