@@ -6,12 +6,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI
 
 from engines.settings import SyntheticSettings, TransformersSettings, TrtllmSettings
 from gateway.app import create_app
+from gateway.lifecycle import Lifecycle
 from gateway.model_files import resolve_model_dir
 from gateway.settings import Settings
 from tests.engines.trtllm_standin import StandinConfig, installed
@@ -24,9 +25,13 @@ def model_dir() -> Path:
 
 
 class LiveServer:
-    """A real uvicorn serving `app` on 127.0.0.1 in a thread of its own."""
+    """A real uvicorn serving the gateway on 127.0.0.1 in a thread of its own."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.lifecycle = Lifecycle(
+            settings.shutdown_grace_seconds, settings.request_timeout_seconds
+        )
+        app = create_app(settings, lifecycle=self.lifecycle)
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -48,9 +53,20 @@ class LiveServer:
         port = self.server.servers[0].sockets[0].getsockname()[1]
         return f"http://127.0.0.1:{port}"
 
+    def drain(self) -> None:
+        """What SIGTERM does to the gateway (the CLI's server calls the same)."""
+        self.server.servers[0].get_loop().call_soon_threadsafe(self.lifecycle.drain)
+
+    def metric(self, name: str) -> float:
+        """The value of one unlabelled-by-us sample, e.g. `gateway_num_requests_running`."""
+        for line in httpx.get(f"{self.url}/metrics").text.splitlines():
+            if line.split("{")[0].split(" ")[0] == name:
+                return float(line.rsplit(" ", 1)[1])
+        raise KeyError(name)
+
 
 def serve(settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(create_app(settings)) as server:
+    with LiveServer(settings) as server:
         yield server
 
 

@@ -178,15 +178,6 @@ def test_text_content_parts_are_joined(synthetic_gateway: LiveServer) -> None:
     assert as_parts.json()["usage"]["prompt_tokens"] == prompt_tokens(synthetic_gateway)
 
 
-def engine_gauges(server: LiveServer) -> dict[str, float]:
-    gauges = {}
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
-        if line.startswith(("gateway_num_requests_", "gateway_kv_cache_usage_perc")):
-            name, value = line.split(" ")
-            gauges[name.split("{")[0]] = float(value)
-    return gauges
-
-
 def test_client_disconnect_aborts_the_request_in_the_engine(
     synthetic_gateway: LiveServer,
 ) -> None:
@@ -195,12 +186,12 @@ def test_client_disconnect_aborts_the_request_in_the_engine(
         lines = r.iter_lines()
         for _ in range(6):
             next(lines)
-        assert engine_gauges(synthetic_gateway)["gateway_num_requests_running"] == 1
+        assert synthetic_gateway.metric("gateway_num_requests_running") == 1
     deadline = time.monotonic() + 5
-    while engine_gauges(synthetic_gateway)["gateway_num_requests_running"] != 0:
+    while synthetic_gateway.metric("gateway_num_requests_running") != 0:
         assert time.monotonic() < deadline, "the engine kept generating for a gone client"
         time.sleep(0.02)
-    assert engine_gauges(synthetic_gateway)["gateway_kv_cache_usage_perc"] == 0
+    assert synthetic_gateway.metric("gateway_kv_cache_usage_perc") == 0
 
 
 @pytest.fixture(scope="module")
