@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,14 +28,19 @@ def model_dir() -> Path:
 class LiveServer:
     """A real uvicorn serving the gateway on 127.0.0.1 in a thread of its own."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, send_buffer: int | None = None) -> None:
         self.lifecycle = Lifecycle(
             settings.shutdown_grace_seconds, settings.request_timeout_seconds
         )
         app = create_app(settings, lifecycle=self.lifecycle)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        listener = socket.socket()
+        if send_buffer is not None:  # accepted connections inherit it: backpressure sooner
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        listener.bind(("127.0.0.1", 0))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [listener]}, daemon=True
+        )
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
@@ -65,8 +71,8 @@ class LiveServer:
         raise KeyError(name)
 
 
-def serve(settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(settings) as server:
+def serve(settings: Settings, send_buffer: int | None = None) -> Iterator[LiveServer]:
+    with LiveServer(settings, send_buffer) as server:
         yield server
 
 

@@ -1,0 +1,90 @@
+"""SIGTERM under load, against a real `trtllm-gateway serve` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+STREAMS = 16
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server_process() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "GATEWAY_ENGINE": "synthetic",
+        "GATEWAY_SYNTHETIC__TOKEN_SECONDS": "0.02",
+        "GATEWAY_SHUTDOWN_GRACE_SECONDS": "10",
+    }
+    command = [sys.executable, "-c", "from gateway.cli import main; main()", "serve"]
+    process = subprocess.Popen([*command, "--port", str(port)], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "no start"
+            time.sleep(0.1)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def stream(client: httpx.AsyncClient) -> str:
+    body = {
+        "model": "SmolLM2-135M-Instruct",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 60,  # about 1.2 s at 20 ms a step: well within the grace
+        "stream": True,
+    }
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        return (await response.aread()).decode()
+
+
+async def running(client: httpx.AsyncClient) -> float:
+    for line in (await client.get("/metrics")).text.splitlines():
+        if line.startswith("gateway_num_requests_running{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no running gauge")
+
+
+async def test_sigterm_lets_accepted_streams_finish_and_exits_0(
+    server_process: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    process, url = server_process
+    limits = httpx.Limits(max_connections=STREAMS + 1)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        runs = [asyncio.create_task(stream(client)) for _ in range(STREAMS)]
+        while await running(client) < STREAMS:  # all accepted and streaming
+            await asyncio.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        bodies = await asyncio.gather(*runs)
+    for body in bodies:
+        assert '"finish_reason":"length"' in body
+        assert '"error"' not in body
+        assert body.endswith("data: [DONE]\n\n")
+    assert await asyncio.to_thread(process.wait, 30) == 0
