@@ -36,7 +36,9 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0  # 0: no top-k filtering
-    seed: int | None = None
+    seed: int | None = None  # honoured where the engine samples per request (not transformers)
+    # The ids that end generation, EOS included: the engine stops on exactly these,
+    # so an empty set means no EOS stop at all.
     stop_token_ids: frozenset[int] = field(default_factory=frozenset)
 
 
@@ -90,6 +92,10 @@ class EngineStats:
 
 class EngineError(Exception):
     """The engine failed a request, or failed altogether (then `healthy()` is false)."""
+
+
+class EngineRequestError(EngineError):
+    """The engine refused this request's input (the client's fault: a 400)."""
 
 
 class Engine(Protocol):

@@ -33,6 +33,7 @@ from typing import Any
 from engines.base import (
     EngineError,
     EngineLimits,
+    EngineRequestError,
     EngineStats,
     Finished,
     FinishReason,
@@ -258,18 +259,18 @@ class TransformersEngine:
         limits = self.limits()
         prompt_len = len(request.prompt_token_ids)
         if prompt_len == 0:
-            raise EngineError("the prompt is empty")
+            raise EngineRequestError("the prompt is empty")
         if prompt_len > limits.max_input_len:
-            raise EngineError(
+            raise EngineRequestError(
                 f"the prompt has {prompt_len} tokens, more than the {limits.max_input_len} allowed"
             )
         # An id outside the embedding table would kill the manager thread.
         if min(request.prompt_token_ids) < 0 or max(request.prompt_token_ids) >= self._vocab_size:
-            raise EngineError(
+            raise EngineRequestError(
                 f"the prompt has token ids outside the vocabulary (0..{self._vocab_size - 1})"
             )
         if request.sampling.max_tokens < 1:
-            raise EngineError("max_tokens must be at least 1")
+            raise EngineRequestError("max_tokens must be at least 1")
         # Past the context left, generation ends with LENGTH like max_tokens does.
         return min(request.sampling.max_tokens, limits.max_seq_len - prompt_len)
 

@@ -25,6 +25,7 @@ from typing import Any
 from engines.base import (
     EngineError,
     EngineLimits,
+    EngineRequestError,
     EngineStats,
     Finished,
     FinishReason,
@@ -207,7 +208,7 @@ class TrtllmEngine:
         prompt_tokens = len(request.prompt_token_ids)
         room = self._limits.max_seq_len - prompt_tokens
         if prompt_tokens > self._limits.max_input_len or room < 1:
-            raise EngineError(
+            raise EngineRequestError(
                 f"the prompt has {prompt_tokens} tokens; the engine takes at most "
                 f"{min(self._limits.max_input_len, self._limits.max_seq_len - 1)}"
             )
@@ -238,8 +239,9 @@ class TrtllmEngine:
 
     def _engine_error(self, exc: Exception) -> EngineError:
         assert self._api is not None
-        if not isinstance(exc, (ValueError, self._api.request_error_cls)):
-            self._failed = True  # not the request's fault: the executor broke or shut down
+        if isinstance(exc, (ValueError, self._api.request_error_cls)):
+            return EngineRequestError(f"TensorRT-LLM refused the request: {exc}")
+        self._failed = True  # not the request's fault: the executor broke or shut down
         return EngineError(f"TensorRT-LLM: {exc}")
 
     def _arm_stats(self) -> None:

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from engines.base import (
     Engine,
     EngineError,
+    EngineRequestError,
     Finished,
     FinishReason,
     GenerationEvent,
     GenerationRequest,
 )
 from gateway.admission import Ticket
-from gateway.errors import EngineFailure, EngineUnavailable, GatewayError
+from gateway.errors import EngineFailure, EngineUnavailable, GatewayError, InvalidRequest
 from gateway.lifecycle import Watch
 from gateway.metrics import RequestMetrics
 from gateway.streaming import ChoiceStream
@@ -112,6 +113,8 @@ class Generation:
         return self.choice.finish(event.reason)
 
     def _engine_error(self, error: EngineError) -> GatewayError:
+        if isinstance(error, EngineRequestError):
+            return InvalidRequest(str(error))
         if not self._engine.healthy():
             return EngineUnavailable(f"the engine is unavailable: {error}")
         return EngineFailure(f"the engine failed the request: {error}")
