@@ -13,8 +13,10 @@ class _Section(BaseModel):
 
 
 class TransformersSettings(_Section):
-    """transformers' continuous batching on the CPU (the embedded default)."""
+    """transformers' continuous batching on the CPU (the embedded default), or on one GPU."""
 
+    # "cuda": the model is loaded onto the current CUDA device (see docs/gpu-embedded.md).
+    device: Literal["cpu", "cuda"] = "cpu"
     dtype: Literal["float32", "bfloat16"] = "float32"
     # The KV cache is always bounded here: left unset, transformers sizes it
     # from host RAM (about 9 GB for a 135M model).

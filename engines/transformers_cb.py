@@ -1,5 +1,10 @@
 """transformers' continuous batching on the CPU: the embedded default engine.
 
+With `device: cuda` the same engine runs on one GPU. The model then loads
+straight onto it, and transformers' continuous batching chooses its own
+attention (flash attention where installed, else paged sdpa, which turns
+CUDA graphs and async batching off); those choices stay transformers' defaults.
+
 transformers' manager thread is the one owner of the model: it schedules, runs
 one forward pass per step and hands each request's cumulative output to its
 `OutputRouter`, which calls our handler on the event loop once per step for the
@@ -125,7 +130,7 @@ class TransformersEngine:
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
         model = AutoModelForCausalLM.from_pretrained(
-            self._model_dir, dtype=getattr(torch, settings.dtype)
+            self._model_dir, dtype=getattr(torch, settings.dtype), **_placement(settings)
         )
         manager = _create_manager(model, settings)
         manager.start()
@@ -344,6 +349,17 @@ class TransformersEngine:
         error = EngineError(f"the transformers engine stopped: {fatal or 'manager thread exited'}")
         for request_id in list(self._live):
             self._live.pop(request_id).channel.fail(error)
+
+
+def _placement(settings: TransformersSettings) -> dict[str, Any]:
+    """`from_pretrained` arguments for the device; none on the CPU (its default)."""
+    if settings.device == "cpu":
+        return {}
+    import torch
+
+    if not torch.cuda.is_available():
+        raise EngineError(f"device {settings.device!r} was asked for, but torch sees no GPU")
+    return {"device_map": settings.device}
 
 
 def _create_manager(model: Any, settings: TransformersSettings) -> Any:
