@@ -17,10 +17,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from engines import create_engine
 from engines.base import Engine
+from gateway.access_log import AccessLog, RequestId, request_id_of
 from gateway.admission import Admission
 from gateway.chat import ChatCompletions
 from gateway.errors import (
@@ -36,6 +38,7 @@ from gateway.middleware import HTTPMetricsMiddleware
 from gateway.model_files import EMBEDDED_NAME, resolve_model_dir
 from gateway.prompts import PromptRenderer
 from gateway.routes import router
+from gateway.security import APIKeyAuth, BodyLimit, api_key_digests
 from gateway.settings import Settings
 from gateway.state import Services
 
@@ -86,8 +89,34 @@ def create_app(
     app.include_router(router)
     routes = frozenset(getattr(route, "path", "") for route in [*app.routes, *router.routes])
     app.add_middleware(HTTPMetricsMiddleware, counter=metrics.http_requests, routes=routes)
+    _install_middleware(app, settings)
     _install_error_handlers(app)
     return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Outermost first: request id, access log, CORS, auth, body limit (then metrics).
+
+    `add_middleware` wraps what is there, so they are added innermost first.
+    The request id wraps everything so that even a 401 or 413 carries one and is
+    logged; CORS answers preflights (which carry no key) before auth runs.
+    """
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    digests = api_key_digests(settings)
+    if digests:
+        open_paths = ["/health", "/ready"] + ([] if settings.metrics_require_key else ["/metrics"])
+        app.add_middleware(APIKeyAuth, digests=digests, open_paths=open_paths)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],  # OpenAI's browser SDK sends several of its own
+            expose_headers=["X-Request-Id"],
+        )
+    if settings.access_log:
+        app.add_middleware(AccessLog)
+    app.add_middleware(RequestId)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -101,17 +130,25 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
+        # FastAPI turns what reading the body raises into a 400: BodyLimit's 413 is the cause.
+        if isinstance(error.__cause__, GatewayError):
+            return http_response(error.__cause__)
         if error.status_code == 404:
             return http_response(RouteNotFound("no such route"))
         if error.status_code == 405:
-            return http_response(MethodNotAllowed("method not allowed on this route"))
-        response = http_response(InvalidRequest(str(error.detail)))
-        response.status_code = error.status_code
+            response = http_response(MethodNotAllowed("method not allowed on this route"))
+        else:
+            response = http_response(InvalidRequest(str(error.detail)))
+            response.status_code = error.status_code
+        response.headers.update(error.headers or {})  # a 405's Allow, which RFC 9110 requires
         return response
 
-    async def unexpected(_: Request, error: Exception) -> Response:
+    async def unexpected(request: Request, error: Exception) -> Response:
         log.error("unhandled error", exc_info=error)
-        return http_response(GatewayError("internal server error"))
+        response = http_response(GatewayError("internal server error"))
+        # This handler answers outside every middleware, RequestId's too.
+        response.headers["X-Request-Id"] = request_id_of(request.scope)
+        return response
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, invalid_body)

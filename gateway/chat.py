@@ -8,11 +8,12 @@ as an SSE error event.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 
 import orjson
 from sse_starlette import EventSourceResponse
@@ -44,26 +45,31 @@ class ChatCompletions:
     model_name: str
     admission: Admission
     lifecycle: Lifecycle
+    _sequence: Iterator[int] = field(default_factory=itertools.count, init=False)
 
-    async def create(self, body: ChatCompletionRequest) -> Response:
+    async def create(self, body: ChatCompletionRequest, request_id: str) -> Response:
+        """`request_id` is the HTTP request's (X-Request-Id): the engine sees it, suffixed."""
         metrics = self.metrics.request()  # the clock starts at arrival
         self.lifecycle.ensure_open()
         self._validate(body)
         prompt_ids = await self.prompts.render([m.template_dict() for m in body.messages])
-        request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        request = GenerationRequest(request_id, prompt_ids, self._sampling(body, prompt_ids))
+        # Clients reuse X-Request-Id (retries), and engines key requests by id: the
+        # suffix keeps engine ids unique. The body's id is our own, never client text.
+        engine_id = f"{request_id}-{next(self._sequence)}"
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        request = GenerationRequest(engine_id, prompt_ids, self._sampling(body, prompt_ids))
         stops = StopMatcher(body.stop_strings) if body.stop_strings else None
         choice = ChoiceStream(0, self.prompts.detokenizer(prompt_ids), stops)
         ticket = self.admission.admit(len(prompt_ids))
         generation = Generation(
             self.engine, request, choice, metrics, ticket, self.lifecycle.watch()
         )
-        encoder = ChunkEncoder(request_id, int(time.time()), body.model)
+        encoder = ChunkEncoder(completion_id, int(time.time()), body.model)
         if body.stream:
             frames = _sse_frames(generation, encoder, body.include_usage)
             return _ChatEventStream(frames, ticket, self.settings)
         try:
-            return await _complete(generation, request_id, body.model)
+            return await _complete(generation, completion_id, body.model)
         finally:
             ticket.release()
 

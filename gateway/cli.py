@@ -13,6 +13,7 @@ from types import FrameType
 
 import uvicorn
 
+from gateway.access_log import log_bare_json_lines
 from gateway.app import create_app
 from gateway.lifecycle import Lifecycle
 from gateway.settings import Settings
@@ -35,10 +36,8 @@ class _DrainingServer(uvicorn.Server):
         self._lifecycle = lifecycle
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # no loop yet: nothing is running to drain
             asyncio.get_running_loop().call_soon_threadsafe(self._lifecycle.drain)
-        except RuntimeError:  # no loop yet: nothing is running to drain
-            pass
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
@@ -64,12 +63,17 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # sse-starlette logs every chunk it sends at debug: outputs stay out of logs.
+    logging.getLogger("sse_starlette").setLevel(max(logging.INFO, logging.root.level))
+    if settings.access_log:
+        log_bare_json_lines()
     lifecycle = Lifecycle(settings.shutdown_grace_seconds, settings.request_timeout_seconds)
     config = uvicorn.Config(
         create_app(settings, lifecycle=lifecycle),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        access_log=not settings.access_log,  # ours replaces uvicorn's
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + _SHUTDOWN_MARGIN_S,
     )
     _DrainingServer(config, lifecycle).run()

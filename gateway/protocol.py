@@ -8,9 +8,10 @@ clear 400 instead of being silently dropped.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from gateway.errors import UnsupportedParameter
 
@@ -32,6 +33,25 @@ def _join_text_parts(value: object) -> object:
             raise ValueError("a text content part needs a string 'text'")
         texts.append(part["text"])
     return "".join(texts)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _holds_lone_surrogate(data: object) -> bool:
+    """Any string, key or value, with a lone UTF-16 surrogate: JSON escapes can spell one
+    ("\\ud800"), and neither tokenizers nor JSON encoders take it. Iterative: deep is fine."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            pending += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            pending += value
+    return False
 
 
 class ChatMessage(_Wire):
@@ -75,6 +95,13 @@ class ChatCompletionRequest(_Wire):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        if _holds_lone_surrogate(data):
+            raise ValueError("the body holds a lone UTF-16 surrogate, which is not valid Unicode")
+        return data
 
     @property
     def requested_max_tokens(self) -> int | None:

@@ -7,21 +7,51 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
+from gateway import access_log
 from gateway.errors import EngineUnavailable
 from gateway.protocol import ChatCompletionRequest
 from gateway.state import Services, services
 
-router = APIRouter()
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error shape, as `GatewayError.body()` writes it (for the OpenAPI document)."""
+
+    error: ErrorDetail
+
+
+class Status(BaseModel):
+    status: str
+
+
+# The OpenAPI document tells the truth: every error has OpenAI's shape, and an
+# invalid request is 400 (FastAPI would document a 422 that is never sent).
+_ERROR: dict[str, Any] = {"model": ErrorBody, "description": "An error, in OpenAI's shape"}
+router = APIRouter(responses={"default": _ERROR})
 ServicesDep = Annotated[Services, Depends(services)]
+RequestIdDep = Annotated[str, Depends(access_log.request_id)]
 
 
-@router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, svc: ServicesDep) -> Response:
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={200: {"content": {"text/event-stream": {}}}, 400: _ERROR},
+)
+async def chat_completions(
+    body: ChatCompletionRequest, svc: ServicesDep, request_id: RequestIdDep
+) -> Response:
     if not svc.engine.healthy():
         raise EngineUnavailable("the engine is not ready")
-    return await svc.chat.create(body)
+    return await svc.chat.create(body, request_id)
 
 
 @router.get("/v1/models")
@@ -40,7 +70,7 @@ async def list_models(svc: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/health")
+@router.get("/health", response_model=Status, responses={503: {"model": Status}})
 async def health(svc: ServicesDep) -> JSONResponse:
     """Liveness: the event loop answers and the engine has not died.
 
@@ -52,7 +82,7 @@ async def health(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "engine failed"}, status_code=503)
 
 
-@router.get("/ready")
+@router.get("/ready", response_model=Status, responses={503: {"model": Status}})
 async def ready(svc: ServicesDep) -> JSONResponse:
     """The engine is loaded and healthy, and the server is not draining: send traffic here."""
     if svc.engine.healthy() and not svc.lifecycle.draining:
@@ -60,6 +90,6 @@ async def ready(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "unavailable"}, status_code=503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(svc: ServicesDep) -> Response:
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,111 @@
+"""Request ids and the structured access log, as pure ASGI middleware.
+
+`RequestId` (outermost) keeps the client's `X-Request-Id` when it is printable
+ASCII of at most 128 characters, else makes one; it puts the id in the scope's
+`state` (for the routes and the access log) and on every response. `AccessLog`
+writes one JSON line per request to the `gateway.access` logger, after the
+response has ended. Neither ever reads a body or a header other than these two
+and the user agent: prompts, outputs and API keys never reach a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = b"x-request-id"
+_VALID = re.compile(rb"[\x20-\x7e]{1,128}")
+
+access_log = logging.getLogger("gateway.access")
+
+
+class RequestId:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(HEADER, b"")
+        request_id = given.decode() if _VALID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (HEADER, request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def request_id_of(scope: Scope) -> str:
+    """The id `RequestId` (installed outermost by `create_app`) gave this request."""
+    found: str = scope["state"]["request_id"]
+    return found
+
+
+def request_id(request: Request) -> str:
+    """FastAPI dependency: the id `RequestId` gave this request."""
+    return request_id_of(request.scope)
+
+
+class AccessLog:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began, clock = time.time(), time.perf_counter()
+        status = 500  # what the client gets when the app raises before it answers
+        sent = 0
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            duration_ms = (time.perf_counter() - clock) * 1000
+            access_log.info("%s", _line(scope, began, status, duration_ms, sent))
+
+
+def _line(scope: Scope, began: float, status: int, duration_ms: float, sent: int) -> str:
+    client = scope.get("client")
+    user_agent = dict(scope["headers"]).get(b"user-agent")
+    record = {
+        "time": datetime.fromtimestamp(began, UTC).isoformat(timespec="milliseconds"),
+        "request_id": request_id_of(scope),
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "duration_ms": round(duration_ms, 3),
+        "bytes_sent": sent,
+        "client": client[0] if client else None,
+        "user_agent": user_agent.decode("latin-1") if user_agent is not None else None,
+    }
+    return orjson.dumps(record).decode()
+
+
+def log_bare_json_lines() -> None:
+    """The access log on stdout as bare JSON lines, without the root format's prefix."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_log.addHandler(handler)
+    access_log.propagate = False
