@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
@@ -88,18 +88,19 @@ def create_app(
     app = FastAPI(title="trtllm-gateway", lifespan=lifespan)
     app.include_router(router)
     routes = frozenset(getattr(route, "path", "") for route in [*app.routes, *router.routes])
-    app.add_middleware(HTTPMetricsMiddleware, counter=metrics.http_requests, routes=routes)
-    _install_middleware(app, settings)
+    _install_middleware(app, settings, metrics.http_requests, routes)
     _install_error_handlers(app)
     return app
 
 
-def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Outermost first: request id, access log, CORS, auth, body limit (then metrics).
+def _install_middleware(
+    app: FastAPI, settings: Settings, http_requests: Counter, routes: frozenset[str]
+) -> None:
+    """Outermost first: request id, access log, metrics, CORS, auth, body limit.
 
     `add_middleware` wraps what is there, so they are added innermost first.
     The request id wraps everything so that even a 401 or 413 carries one and is
-    logged; CORS answers preflights (which carry no key) before auth runs.
+    logged and counted; CORS answers preflights (which carry no key) before auth.
     """
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     digests = api_key_digests(settings)
@@ -114,6 +115,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             allow_headers=["*"],  # OpenAI's browser SDK sends several of its own
             expose_headers=["X-Request-Id"],
         )
+    app.add_middleware(HTTPMetricsMiddleware, counter=http_requests, routes=routes)
     if settings.access_log:
         app.add_middleware(AccessLog)
     app.add_middleware(RequestId)

@@ -72,7 +72,8 @@ def test_drain_refuses_new_work_and_ends_the_rest_after_the_grace(
         assert kept_alive.get("/ready").status_code == 200
         for run in runs.values():
             run.start()
-        time.sleep(0.1)
+        while draining_gateway.metric("gateway_num_requests_running") < 2:
+            time.sleep(0.01)
         draining_gateway.drain()
         time.sleep(0.05)
         assert kept_alive.get("/ready").status_code == 503
