@@ -8,11 +8,12 @@ as an SSE error event.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -22,7 +23,13 @@ from starlette.types import Receive, Scope, Send
 
 from engines.base import Engine, GenerationRequest, SamplingParams
 from gateway.admission import Admission, Ticket
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, sse_event
+from gateway.errors import (
+    ClientDisconnected,
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    sse_event,
+)
 from gateway.generation import Generation
 from gateway.lengths import fit_max_tokens
 from gateway.lifecycle import Lifecycle
@@ -47,7 +54,9 @@ class ChatCompletions:
     lifecycle: Lifecycle
     _sequence: Iterator[int] = field(default_factory=itertools.count, init=False)
 
-    async def create(self, body: ChatCompletionRequest, request_id: str) -> Response:
+    async def create(
+        self, body: ChatCompletionRequest, request_id: str, receive: Receive
+    ) -> Response:
         """`request_id` is the HTTP request's (X-Request-Id): the engine sees it, suffixed."""
         metrics = self.metrics.request()  # the clock starts at arrival
         self.lifecycle.ensure_open()
@@ -69,7 +78,9 @@ class ChatCompletions:
             frames = _sse_frames(generation, encoder, body.include_usage)
             return _ChatEventStream(frames, ticket, self.settings)
         try:
-            return await _complete(generation, completion_id, body.model)
+            return await _unless_disconnected(
+                _complete(generation, completion_id, body.model), receive
+            )
         finally:
             ticket.release()
 
@@ -157,6 +168,31 @@ async def _sse_frames(
         log.exception("stream failed")
         yield sse_event(GatewayError("internal server error"))
     yield DONE
+
+
+async def _unless_disconnected(work: Awaitable[Response], receive: Receive) -> Response:
+    """`work`, or a 499 once the client hangs up first: its request is aborted at once.
+
+    Starlette does not cancel a handler whose client left, so without this a
+    gone client's non-streamed completion would run on to `max_tokens`.
+    """
+    task = asyncio.ensure_future(work)
+
+    async def cancel_on_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.create_task(cancel_on_disconnect())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # this handler itself is being cancelled
+        raise ClientDisconnected("the client closed the connection") from None
+    finally:
+        watcher.cancel()
 
 
 async def _complete(generation: Generation, completion_id: str, model: str) -> Response:

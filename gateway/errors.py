@@ -10,6 +10,7 @@
     ├── MethodNotAllowed         405
     ├── BodyTooLarge             413
     ├── Overloaded               429 rate_limit_error, with Retry-After
+    ├── ClientDisconnected       499 (nobody reads it: for logs and metrics)
     ├── EngineFailure            500 server_error
     ├── EngineUnavailable        503 service_unavailable, with Retry-After
     └── RequestTimeout           504 timeout
@@ -118,6 +119,14 @@ class Overloaded(GatewayError):
     status_code = 429
     error_type = "rate_limit_error"
     default_code = "overloaded"
+
+
+class ClientDisconnected(GatewayError):
+    """The client hung up before its non-streamed response was ready."""
+
+    status_code = 499  # nginx's "client closed request"
+    error_type = "invalid_request_error"
+    default_code = "client_disconnected"
 
 
 class EngineFailure(GatewayError):

@@ -234,3 +234,16 @@ def test_engine_death_turns_ready_and_requests_to_503(dying_gateway: LiveServer)
     assert httpx.get(f"{dying_gateway.url}/health").status_code == 503
     second = post(dying_gateway, {"model": MODEL, "messages": MESSAGES, "max_tokens": 10})
     assert second.status_code == 503
+
+
+def test_a_non_streaming_client_that_hangs_up_is_aborted(synthetic_gateway: LiveServer) -> None:
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 500}
+    with pytest.raises(httpx.ReadTimeout):
+        # 500 engine steps take over a second: the client gives up long before.
+        httpx.post(f"{synthetic_gateway.url}/v1/chat/completions", json=body, timeout=0.2)
+    deadline = time.monotonic() + 5
+    while synthetic_gateway.metric("gateway_num_requests_running") != 0:
+        assert time.monotonic() < deadline, "the engine kept generating for a gone client"
+        time.sleep(0.02)
+    statuses = httpx.get(f"{synthetic_gateway.url}/metrics").text
+    assert 'route="/v1/chat/completions",status="499"' in statuses
