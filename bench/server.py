@@ -1,0 +1,145 @@
+"""Servers under test as child processes: started, waited for, measured from /proc, stopped.
+
+The server runs in its own process so that its CPU time is the kernel's own
+account (`utime + stime` of every thread, from /proc/<pid>/stat), not an
+estimate, and so that the load generators cannot borrow its interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([-+0-9.eEinfNa]+)$", re.MULTILINE)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU of every thread of `pid` so far (clock-tick resolution)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ", from `state` on
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all CPUs have spent not idle so far (/proc/stat), every process included."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / _CLOCK_TICKS  # guest time is already in user
+
+
+class ServerProcess:
+    """A server command run as a child, logging to a file; a context manager."""
+
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        port: int,
+        env: Mapping[str, str] | None = None,
+        ready_path: str = "/health",
+    ) -> None:
+        self.name = name
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._command = list(command)
+        self._env = {**os.environ, **(env or {})}
+        self._ready_path = ready_path
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (lives as long as the server)
+            prefix=f"bench-{name}-", suffix=".log", delete=False
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    @property
+    def log_path(self) -> str:
+        return self._log.name
+
+    def start(self, timeout: float = 180.0) -> None:
+        self._process = subprocess.Popen(
+            self._command, env=self._env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {self.log_path}")
+            if self.get(self._ready_path, timeout=2.0)[0] == 200:
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}")
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+        except OSError:
+            return 0, ""  # not listening yet, or gone
+
+    def metrics(self, timeout: float = 10.0) -> dict[str, float]:
+        """Prometheus samples by name, summed over their labels."""
+        status, text = self.get("/metrics", timeout)
+        if status != 200:
+            raise RuntimeError(f"{self.name}: GET /metrics answered {status}")
+        samples: dict[str, float] = {}
+        for name, _, value in _SAMPLE.findall(text):
+            samples[name] = samples.get(name, 0.0) + float(value)
+        return samples
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._log.close()
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def gateway(engine: str, env: Mapping[str, str] | None = None) -> ServerProcess:
+    """`trtllm-gateway serve` on a free loopback port, exactly as an operator starts it."""
+    port = free_port()
+    script = shutil.which("trtllm-gateway", path=str(Path(sys.executable).parent))
+    fallback = [sys.executable, "-c", "from gateway.cli import main; main()"]
+    launcher = [script] if script else fallback
+    command = [*launcher, "serve", "--engine", engine, "--host", "127.0.0.1", "--port", str(port)]
+    return ServerProcess(f"gateway-{engine}", command, port, env, ready_path="/ready")
