@@ -241,19 +241,21 @@ class _WindowSampler:
         self._scrapes.append((answered, values))
 
     def _delta(self, name: str) -> float:
-        if len(self._scrapes) != 2:
-            return math.nan
         (_, before), (_, after) = self._scrapes
         return after.get(name, 0.0) - before.get(name, 0.0)
 
+    def _reliable(self) -> bool:
+        # An answer that took long says little about when the counters were read,
+        # hence about which requests the two scrapes bracket.
+        return len(self._scrapes) == 2 and self.scrape_seconds <= 0.05 * self._config.seconds
+
     def rate(self, name: str) -> float:
-        # An answer that took long says little about when the counter was read.
-        if len(self._scrapes) != 2 or self.scrape_seconds > 0.05 * self._config.seconds:
+        if not self._reliable():
             return math.nan
         return self._delta(name) / (self._scrapes[1][0] - self._scrapes[0][0])
 
     def ratio(self, numerator: str, denominator: str) -> float:
-        count = self._delta(denominator)
+        count = self._delta(denominator) if self._reliable() else 0.0
         return self._delta(numerator) / count if count else math.nan
 
 
