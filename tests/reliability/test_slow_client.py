@@ -104,3 +104,34 @@ async def test_slow_reader_gets_coalesced_chunks_and_stalls_no_one(
         for f in content_frames
     )
     assert streamed == usage["choices"][0]["message"]["content"]
+
+
+@pytest.fixture(scope="module")
+def impatient_gateway() -> Iterator[LiveServer]:
+    settings = Settings(
+        engine="synthetic",
+        synthetic=SyntheticSettings(token_seconds=0.001, max_seq_len=65536),
+        sse_keepalive_seconds=0.2,
+        send_timeout_seconds=0.3,
+    )
+    yield from serve(settings, send_buffer=4096)
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_aborted(
+    impatient_gateway: LiveServer,
+) -> None:
+    port = int(impatient_gateway.url.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(request_bytes(port, 60000))  # then never read a byte
+    try:
+        deadline = time.monotonic() + 10
+        while impatient_gateway.metric("gateway_num_requests_running") == 0:
+            assert time.monotonic() < deadline, "the request never started"
+            await asyncio.sleep(0.02)
+        while impatient_gateway.metric("gateway_num_requests_running") != 0:
+            assert time.monotonic() < deadline, "a client that reads nothing holds its slot"
+            await asyncio.sleep(0.05)
+    finally:
+        sock.close()
