@@ -96,7 +96,7 @@ def run_compare(config: CompareConfig) -> list[Side]:
 def _measure(
     name: str, server: ServerProcess, model: str, clients: ClientPool, config: CompareConfig
 ) -> Side:
-    print(f"  measuring {name} (pid {server.pid}, log {server.log_path})", flush=True)
+    print(f"  measuring {name} (pid {server.pid})", flush=True)
     bodies = chat_bodies(
         model, PROMPT_WORDS, config.output_tokens, count=32, seed=16, temperature=0.0
     )

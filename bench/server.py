@@ -89,7 +89,7 @@ class ServerProcess:
             if self.get(self._ready_path, timeout=2.0)[0] == 200:
                 return
             time.sleep(0.2)
-        self.stop()
+        self.stop(keep_log=True)
         raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}")
 
     def cpu_seconds(self) -> float:
@@ -114,7 +114,7 @@ class ServerProcess:
             samples[name] = samples.get(name, 0.0) + float(value)
         return samples
 
-    def stop(self) -> None:
+    def stop(self, keep_log: bool = False) -> None:
         process, self._process = self._process, None
         if process is None:
             return
@@ -126,6 +126,8 @@ class ServerProcess:
                 process.kill()
                 process.wait()
         self._log.close()
+        if not keep_log and process.returncode in (0, -signal.SIGTERM):  # nothing to read
+            Path(self.log_path).unlink(missing_ok=True)
 
     def __enter__(self) -> ServerProcess:
         self.start()
