@@ -64,9 +64,7 @@ class ServerProcess:
         self._command = list(command)
         self._env = {**os.environ, **(env or {})}
         self._ready_path = ready_path
-        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (lives as long as the server)
-            prefix=f"bench-{name}-", suffix=".log", delete=False
-        )
+        self.log_path = ""  # the server's stdout and stderr, once started
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,14 +72,14 @@ class ServerProcess:
         assert self._process is not None
         return self._process.pid
 
-    @property
-    def log_path(self) -> str:
-        return self._log.name
-
     def start(self, timeout: float = 180.0) -> None:
-        self._process = subprocess.Popen(
-            self._command, env=self._env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        log, self.log_path = tempfile.mkstemp(prefix=f"bench-{self.name}-", suffix=".log")
+        try:
+            self._process = subprocess.Popen(
+                self._command, env=self._env, stdout=log, stderr=subprocess.STDOUT
+            )
+        finally:
+            os.close(log)  # the child has its own descriptor
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -125,7 +123,6 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        self._log.close()
         if not keep_log and process.returncode in (0, -signal.SIGTERM):  # nothing to read
             Path(self.log_path).unlink(missing_ok=True)
 
