@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint
+.PHONY: serve test lint bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,7 @@ lint: $(VENV)/.installed
 
 test: lint
 	$(BIN)/pytest
+
+# The gateway's overhead on the synthetic engine (about 3 minutes; see docs/performance.md).
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench

@@ -54,8 +54,8 @@ def request_id_of(scope: Scope) -> str:
     return found
 
 
-def request_id(request: Request) -> str:
-    """FastAPI dependency: the id `RequestId` gave this request."""
+async def request_id(request: Request) -> str:
+    """FastAPI dependency: the id `RequestId` gave this request (async: no thread hop)."""
     return request_id_of(request.scope)
 
 

@@ -21,7 +21,11 @@ class Services:
     lifecycle: Lifecycle
 
 
-def services(request: Request) -> Services:
-    """FastAPI dependency: the services of the app that serves `request`."""
+async def services(request: Request) -> Services:
+    """FastAPI dependency: the services of the app that serves `request`.
+
+    `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
+    thread, a hop per request that starved `/health` under load.
+    """
     found: Services = request.app.state.services
     return found
