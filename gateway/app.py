@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -59,6 +59,24 @@ def create_app(
     lifecycle = lifecycle or Lifecycle(
         settings.shutdown_grace_seconds, settings.request_timeout_seconds
     )
+    app = FastAPI(
+        title="trtllm-gateway",
+        lifespan=_lifespan(settings, engine, model_name, metrics, lifecycle),
+    )
+    app.include_router(router)
+    routes = frozenset(getattr(route, "path", "") for route in [*app.routes, *router.routes])
+    _install_middleware(app, settings, metrics.http_requests, routes)
+    _install_error_handlers(app)
+    return app
+
+
+def _lifespan(
+    settings: Settings,
+    engine: Engine | None,
+    model_name: str,
+    metrics: Metrics,
+    lifecycle: Lifecycle,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     admission = Admission(
         settings.max_concurrent_requests,
         settings.max_queued_prompt_tokens,
@@ -85,12 +103,7 @@ def create_app(
             await running.close()
             prompts.close()
 
-    app = FastAPI(title="trtllm-gateway", lifespan=lifespan)
-    app.include_router(router)
-    routes = frozenset(getattr(route, "path", "") for route in [*app.routes, *router.routes])
-    _install_middleware(app, settings, metrics.http_requests, routes)
-    _install_error_handlers(app)
-    return app
+    return lifespan
 
 
 def _install_middleware(
