@@ -247,3 +247,27 @@ def test_a_non_streaming_client_that_hangs_up_is_aborted(synthetic_gateway: Live
         time.sleep(0.02)
     statuses = httpx.get(f"{synthetic_gateway.url}/metrics").text
     assert 'route="/v1/chat/completions",status="499"' in statuses
+
+
+@pytest.fixture(scope="module")
+def plain_template_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    template = tmp_path_factory.mktemp("template") / "plain.jinja"
+    template.write_text(
+        "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:"
+    )
+    settings = Settings(
+        engine="synthetic",
+        chat_template=template,
+        synthetic=SyntheticSettings(token_seconds=0.001, max_seq_len=512),
+    )
+    yield from serve(settings)
+
+
+def test_a_configured_chat_template_replaces_the_models(
+    synthetic_gateway: LiveServer, plain_template_gateway: LiveServer
+) -> None:
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 1}
+    plain = post(plain_template_gateway, body).json()["usage"]["prompt_tokens"]
+    # "user: Hello there\nassistant:" is a handful of tokens; ChatML with its
+    # default system prompt is over thirty.
+    assert plain < 10 < prompt_tokens(synthetic_gateway)
