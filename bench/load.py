@@ -10,6 +10,10 @@ has reported its usage, and each chunk's token count is known.
 
 All timestamps are `time.perf_counter()`, which is CLOCK_MONOTONIC on Linux and
 therefore comparable between processes: the parent sets the window once for all.
+
+The closed loop and the window's accounting (`ClosedLoopStream`, `run_streams`,
+`WindowStats`) serve an engine called in-process too (bench/gpu), so that its
+figures and the gateway's are counted by one rule.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class LoadPlan:
     ramp_seconds: float
     window: tuple[float, float]  # [begin, end): what counts
     stop_at: float  # requests still running then are abandoned
+    # Each stream's first request, when given (cycled by stream number): lengths
+    # that differ stagger streams that all start at once, instead of a ramp.
+    first_bodies: tuple[bytes, ...] = ()
 
 
 @dataclass(slots=True)
@@ -56,6 +63,7 @@ class WindowStats:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     cpu_seconds: float = 0.0  # the client processes' own CPU during the window
+    finish_reasons: dict[str, int] = field(default_factory=dict)  # of `requests`
 
     def merge(self, other: WindowStats) -> None:
         self.ttft.extend(other.ttft)
@@ -71,16 +79,27 @@ class WindowStats:
         room = MAX_ERROR_SAMPLES - len(self.error_samples)
         self.error_samples.extend(other.error_samples[:room])
         self.cpu_seconds += other.cpu_seconds
+        for reason, count in other.finish_reasons.items():
+            self.finish_reasons[reason] = self.finish_reasons.get(reason, 0) + count
+
+    def count_error(self, error: Exception) -> None:
+        self.errors += 1
+        if len(self.error_samples) < MAX_ERROR_SAMPLES:
+            self.error_samples.append(f"{type(error).__name__}: {error}"[:300])
 
     def add(self, record: StreamRecord, window: tuple[float, float], finished: bool) -> None:
         begin, end = window
         times = record.content_times
-        if finished and begin <= record.sent < end and times:
+        sent_in_window = begin <= record.sent < end
+        if sent_in_window and times:  # its first token came, whether it finished or not
             self.ttft.append(times[0] - record.sent)
+        if finished and sent_in_window and times:
             self.e2e.append(record.done - record.sent)
             self.requests += 1
             self.prompt_tokens += record.prompt_tokens
             self.completion_tokens += record.completion_tokens
+            reason = record.finish_reason or "none"
+            self.finish_reasons[reason] = self.finish_reasons.get(reason, 0) + 1
         # Several tokens share a chunk when a client lags; the usage says how many
         # in all, spread evenly over the chunks. Abandoned requests count 1 per chunk.
         per_chunk = record.completion_tokens / len(times) if finished and times else 1.0
@@ -92,43 +111,91 @@ class WindowStats:
                     self.itl.append(arrived - times[index - 1])
 
 
-class _Stream:
-    """One closed-loop client stream in a worker process."""
+class ClosedLoopStream:
+    """One closed-loop stream: sends a request, reads it to the end, sends the next.
 
-    def __init__(self, plan: LoadPlan, offset: int, stats: WindowStats) -> None:
-        self._plan = plan
-        self._offset = offset
+    It stops sending when the window ends. Subclasses say how a request is sent
+    (`send`) and which one is being read (`current`), so that an engine called
+    in-process is counted exactly as an HTTP client is.
+    """
+
+    def __init__(self, window: tuple[float, float], stats: WindowStats) -> None:
+        self.window = window  # [begin, end): what counts
         self._stats = stats
-        self._connection = Connection(plan.host, plan.port)
 
     @property
     def current(self) -> StreamRecord | None:
         """The request being read, if any (abandoned ones are counted from it)."""
-        return self._connection.current
+        raise NotImplementedError
+
+    async def send(self, number: int) -> StreamRecord:
+        """Sends this stream's request `number` (0, 1, ...) and reads it to the end."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Releases what the stream holds, once it stops."""
 
     async def run(self, start_at: float) -> None:
-        plan = self._plan
         await _sleep_until(start_at)
         sent = 0
         try:
-            while time.perf_counter() < plan.window[1]:
-                body = plan.bodies[(self._offset + sent) % len(plan.bodies)]
+            while time.perf_counter() < self.window[1]:
                 sent += 1
                 try:
-                    record = await self._connection.stream(plan.path, body)
+                    record = await self.send(sent - 1)
                 except Exception as error:  # the load goes on; errors are counted
-                    self._error(error)
+                    self._stats.count_error(error)
                     await asyncio.sleep(0.05)  # no hot loop against a refusing server
                     continue
-                self._stats.add(record, plan.window, finished=True)
+                self._stats.add(record, self.window, finished=True)
         finally:
-            self._connection.close()
+            self.close()
 
-    def _error(self, error: Exception) -> None:
-        stats = self._stats
-        stats.errors += 1
-        if len(stats.error_samples) < MAX_ERROR_SAMPLES:
-            stats.error_samples.append(f"{type(error).__name__}: {error}"[:300])
+
+async def run_streams(
+    streams: list[ClosedLoopStream], start_times: list[float], stop_at: float, stats: WindowStats
+) -> None:
+    """Runs the streams until they stop or `stop_at`, then counts what the abandoned ones got."""
+    tasks = [
+        asyncio.create_task(stream.run(start))
+        for stream, start in zip(streams, start_times, strict=True)
+    ]
+    pending: set[asyncio.Task[None]] = set()
+    if tasks:
+        timeout = max(0.0, stop_at - time.perf_counter())
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()  # ends its request; what it received still counts below
+    stats.unfinished = len(pending)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for stream in streams:
+        if stream.current is not None:
+            stats.add(stream.current, stream.window, finished=False)
+
+
+class _Stream(ClosedLoopStream):
+    """One closed-loop HTTP client stream in a worker process."""
+
+    def __init__(self, plan: LoadPlan, offset: int, stats: WindowStats) -> None:
+        super().__init__(plan.window, stats)
+        self._plan = plan
+        self._offset = offset
+        self._connection = Connection(plan.host, plan.port)
+
+    @property
+    def current(self) -> StreamRecord | None:
+        return self._connection.current
+
+    async def send(self, number: int) -> StreamRecord:
+        plan = self._plan
+        if number == 0 and plan.first_bodies:
+            body = plan.first_bodies[self._offset % len(plan.first_bodies)]
+        else:
+            body = plan.bodies[(self._offset + number) % len(plan.bodies)]
+        return await self._connection.stream(plan.path, body)
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 def run_worker(plan: LoadPlan, index: int, processes: int) -> WindowStats:
@@ -148,23 +215,10 @@ def _run(main: Coroutine[Any, Any, WindowStats]) -> WindowStats:
 async def _worker(plan: LoadPlan, streams: list[int]) -> WindowStats:
     stats = WindowStats()
     spacing = plan.ramp_seconds / max(1, plan.streams)
-    clients = [_Stream(plan, number, stats) for number in streams]
+    clients: list[ClosedLoopStream] = [_Stream(plan, number, stats) for number in streams]
     cpu = asyncio.create_task(_window_cpu(plan.window))
-    tasks = [
-        asyncio.create_task(client.run(plan.start_at + number * spacing))
-        for number, client in zip(streams, clients, strict=True)
-    ]
-    pending: set[asyncio.Task[None]] = set()
-    if tasks:
-        timeout = max(0.0, plan.stop_at - time.perf_counter())
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-    for task in pending:
-        task.cancel()  # closes its connection; what it received still counts below
-    stats.unfinished = len(pending)
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for client in clients:
-        if client.current is not None:
-            stats.add(client.current, plan.window, finished=False)
+    starts = [plan.start_at + number * spacing for number in streams]
+    await run_streams(clients, starts, plan.stop_at, stats)
     stats.cpu_seconds = await cpu
     return stats
 

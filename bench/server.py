@@ -34,9 +34,26 @@ def free_port() -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU of every thread of `pid` so far (clock-tick resolution)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU so far of each thread of `pid`: {thread id: (thread name, seconds)}."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        threads[int(task.name)] = (name, _stat_cpu_seconds(stat))
+    return threads
+
+
+def _stat_cpu_seconds(stat: str) -> float:
+    """utime + stime from the text of a /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat."""
     fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ", from `state` on
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 def machine_busy_seconds() -> float:
@@ -132,6 +149,19 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_idle(server: ServerProcess, timeout: float = 60.0) -> None:
+    """Until the engine has nothing running or waiting (a level's leftovers are gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = server.metrics()
+        busy = metrics.get("gateway_num_requests_running", 0.0)
+        busy += metrics.get("gateway_num_requests_waiting", 0.0)
+        if not busy:
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the gateway still has requests running a minute after the load stopped")
 
 
 def gateway(engine: str, env: Mapping[str, str] | None = None) -> ServerProcess:

@@ -38,6 +38,7 @@ class StreamRecord:
     completion_tokens: int = 0  # from the server's usage (0: it sent none)
     prompt_tokens: int = 0
     text_chars: int = 0
+    finish_reason: str = ""  # the last choice's (empty: the server sent none)
 
     @property
     def ttft(self) -> float:
@@ -243,6 +244,9 @@ class _EventParser:
                 if content:
                     record.content_times.append(now)
                     record.text_chars += len(content)
+                reason = choice.get("finish_reason")
+                if reason:
+                    record.finish_reason = reason
         elif "error" in chunk:
             raise HTTPError(f"error event: {chunk['error']}")
         usage = chunk.get("usage")

@@ -26,7 +26,7 @@ from pathlib import Path
 from bench import profile
 from bench.load import ClientPool, LoadPlan, WindowStats
 from bench.report import fmt, mean, ms, percentile, table
-from bench.server import ServerProcess, gateway, machine_busy_seconds
+from bench.server import ServerProcess, gateway, machine_busy_seconds, wait_idle
 from bench.workload import CHAT_PATH, chat_bodies, mean_max_tokens
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -285,19 +285,6 @@ class HealthProbe:
 
 def _sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.perf_counter()))
-
-
-def wait_idle(server: ServerProcess, timeout: float = 60.0) -> None:
-    """Until the engine has nothing running or waiting (a level's leftovers are gone)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        metrics = server.metrics()
-        busy = metrics.get("gateway_num_requests_running", 0.0)
-        busy += metrics.get("gateway_num_requests_waiting", 0.0)
-        if not busy:
-            return
-        time.sleep(0.5)
-    raise TimeoutError("the gateway still has requests running a minute after the load stopped")
 
 
 def render(levels: list[Level]) -> str:
