@@ -14,9 +14,8 @@ whole batch (`deliver_batch`). The handler diffs each request's tokens into its
 Traps in transformers 5.23 this module works around:
 - Left unset, the KV cache is sized from host RAM (about 9 GB); it is always
   bounded here by `num_blocks` x `block_size`.
-- Per-request temperature/top_k/top_p exist only if the base GenerationConfig
-  has non-default values for them, and sampling vs argmax is one switch for
-  the whole batch: so sampling is always on, and greedy keeps one token.
+- Per-request sampling needs a particular base configuration
+  (`engines/transformers_manager.py` says why).
 - A cancelled request gets no terminal output and its result handler leaks:
   `_abort` removes the handler itself, and drops the output of the step in
   flight, which then lands in a shared queue nobody reads.
@@ -28,7 +27,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import queue
 import threading
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -44,22 +42,20 @@ from engines.base import (
     FinishReason,
     GenerationEvent,
     GenerationRequest,
-    SamplingParams,
 )
 from engines.channel import TokenChannel
 from engines.settings import TransformersSettings
+from engines.transformers_manager import (
+    GREEDY,
+    create_manager,
+    drop_stray_outputs,
+    kv_blocks_used,
+    placement,
+    sampling_kwargs,
+)
 
 logger = logging.getLogger(__name__)
 
-# Never used for sampling (every request passes its own values); non-default
-# only so that transformers creates the three per-request processors.
-_BASE_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 0.7, "top_k": 50, "top_p": 0.95}
-# top_k=1 keeps the argmax and exact ties only; a top_p below float32's epsilon
-# then keeps a single token, so a tie cannot make the sampler pick at random.
-_GREEDY: dict[str, Any] = {"temperature": 1.0, "top_k": 1, "top_p": 1e-9}
-# Below this (or NaN), a temperature is greedy: dividing logits by a tiny one
-# overflows to inf, and a NaN probability kills transformers' manager thread.
-_MIN_TEMPERATURE = 1e-5
 _STOP_TIMEOUT_S = 30.0
 
 
@@ -130,13 +126,13 @@ class TransformersEngine:
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
         model = AutoModelForCausalLM.from_pretrained(
-            self._model_dir, dtype=getattr(torch, settings.dtype), **_placement(settings)
+            self._model_dir, dtype=getattr(torch, settings.dtype), **placement(settings)
         )
-        manager = _create_manager(model, settings)
+        manager = create_manager(model, settings)
         manager.start()
         # The first forward passes set kernels up (about a second on 2 cores):
         # pay that here rather than in the first request's time to first token.
-        manager.add_request(list(range(1, 17)), request_id="warm-up", max_new_tokens=2, **_GREEDY)
+        manager.add_request(list(range(1, 17)), request_id="warm-up", max_new_tokens=2, **GREEDY)
         result = manager.get_result("warm-up", timeout=_STOP_TIMEOUT_S)
         if result is None or result.error is not None:
             manager.stop(block=True, timeout=_STOP_TIMEOUT_S, hard_stop=True)
@@ -217,7 +213,7 @@ class TransformersEngine:
             running=len(scheduler.active_requests),
             waiting=len(scheduler.waiting_requests) + manager.input_queue.qsize(),
             kv_blocks_total=int(cache.num_blocks),
-            kv_blocks_used=_kv_blocks_used(cache),
+            kv_blocks_used=kv_blocks_used(cache),
             prefix_cache_queries=self._prefix.queries,
             prefix_cache_hits=self._prefix.hits,
             reused_blocks=self._prefix.reused_blocks,
@@ -250,7 +246,7 @@ class TransformersEngine:
                 max_new_tokens=max_new_tokens,
                 streaming=True,
                 eos_token_id=sorted(sampling.stop_token_ids),
-                **_sampling_kwargs(sampling, self._vocab_size),
+                **sampling_kwargs(sampling, self._vocab_size),
             )
         except Exception as error:
             self._abort(request_id)
@@ -300,7 +296,7 @@ class TransformersEngine:
             queued = scheduled_at - output.created_time if scheduled_at > 0 else 0.0
             reason = FinishReason.STOP if stopped else FinishReason.LENGTH
             self._end(output.request_id, reason, len(tokens), max(0.0, queued))
-            _drop_stray_outputs(self._manager)
+            drop_stray_outputs(self._manager)
 
     def _end(
         self,
@@ -330,7 +326,7 @@ class TransformersEngine:
             # transformers sends nothing more for a cancelled request, so the
             # handler it keeps until a terminal output would leak.
             manager.output_router.result_handlers.pop(request_id, None)
-            _drop_stray_outputs(manager)
+            drop_stray_outputs(manager)
 
     def _watch_manager_thread(
         self, thread: threading.Thread, loop: asyncio.AbstractEventLoop
@@ -349,72 +345,3 @@ class TransformersEngine:
         error = EngineError(f"the transformers engine stopped: {fatal or 'manager thread exited'}")
         for request_id in list(self._live):
             self._live.pop(request_id).channel.fail(error)
-
-
-def _placement(settings: TransformersSettings) -> dict[str, Any]:
-    """`from_pretrained` arguments for the device; none on the CPU (its default)."""
-    if settings.device == "cpu":
-        return {}
-    import torch
-
-    if not torch.cuda.is_available():
-        raise EngineError(f"device {settings.device!r} was asked for, but torch sees no GPU")
-    return {"device_map": settings.device}
-
-
-def _create_manager(model: Any, settings: TransformersSettings) -> Any:
-    from transformers import ContinuousBatchingConfig, GenerationConfig
-
-    eos = model.generation_config.eos_token_id
-    generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
-        **_BASE_SAMPLING, eos_token_id=eos, pad_token_id=eos
-    )
-    cb_config = ContinuousBatchingConfig(
-        num_blocks=settings.num_blocks,  # set, so the cache is never sized from host RAM
-        page_size=settings.block_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_requests_per_batch=settings.max_batch_size,
-        per_request_processors=True,
-    )
-    return model.init_continuous_batching(
-        generation_config=generation_config, continuous_batching_config=cb_config
-    )
-
-
-def _sampling_kwargs(sampling: SamplingParams, vocab_size: int) -> dict[str, Any]:
-    """Per-request processor arguments; transformers checks their types (floats, int).
-
-    `seed` is not honoured: transformers draws from one generator for the batch.
-    """
-    if not sampling.temperature >= _MIN_TEMPERATURE:  # NaN included
-        return dict(_GREEDY)
-    # transformers' top_k=0 would keep one token; the whole vocabulary means no filter.
-    top_k = vocab_size if sampling.top_k <= 0 else min(sampling.top_k, vocab_size)
-    return {
-        "temperature": float(sampling.temperature),
-        "top_k": int(top_k),
-        "top_p": float(min(max(sampling.top_p, 0.0), 1.0)),
-    }
-
-
-def _drop_stray_outputs(manager: Any) -> None:
-    """Empty the router's shared queue, which nothing here reads.
-
-    An output of the step in flight when a request is aborted finds no handler
-    and lands there; left alone, one would pile up per abort.
-    """
-    if manager is None:
-        return
-    with contextlib.suppress(queue.Empty):
-        while True:
-            manager.output_router.output_queue.get_nowait()
-
-
-def _kv_blocks_used(cache: Any) -> int:
-    """Blocks held by requests; blocks kept only for prefix reuse count as free."""
-    pool = cache.pool
-    blocks_per_sector = int(cache.num_blocks) // max(1, int(pool.num_sectors))
-    free = pool.num_free_sectors * blocks_per_sector
-    for allocator in cache.cache_allocators.values():
-        free += pool.count_free_blocks(allocator.index) + len(allocator.ledger.cached_blocks)
-    return int(cache.num_blocks) - int(free)

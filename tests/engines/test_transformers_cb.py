@@ -21,7 +21,8 @@ from engines.base import (
     TokenDelta,
 )
 from engines.settings import TransformersSettings
-from engines.transformers_cb import TransformersEngine, _placement
+from engines.transformers_cb import TransformersEngine
+from engines.transformers_manager import placement
 
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="session")]
 
@@ -292,9 +293,9 @@ async def test_manager_crash_fails_open_requests(fresh_engine, france) -> None:
 
 
 async def test_cuda_device_loads_onto_the_gpu_and_needs_one(fresh_engine, monkeypatch) -> None:
-    assert _placement(TransformersSettings()) == {}  # the CPU path: from_pretrained's defaults
+    assert placement(TransformersSettings()) == {}  # the CPU path: from_pretrained's defaults
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _placement(TransformersSettings(device="cuda")) == {"device_map": "cuda"}
+    assert placement(TransformersSettings(device="cuda")) == {"device_map": "cuda"}
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(EngineError, match="sees no GPU"):
