@@ -1,11 +1,13 @@
-"""Request ids and the structured access log, as pure ASGI middleware.
+"""What the gateway records of every HTTP exchange, as one pure ASGI middleware.
 
-`RequestId` (outermost) keeps the client's `X-Request-Id` when it is printable
-ASCII of at most 128 characters, else makes one; it puts the id in the scope's
-`state` (for the routes and the access log) and on every response. `AccessLog`
-writes one JSON line per request to the `gateway.access` logger, after the
-response has ended. Neither ever reads a body or a header other than these two
-and the user agent: prompts, outputs and API keys never reach a log.
+`ObserveRequests` (outermost) keeps the client's `X-Request-Id` when it is
+printable ASCII of at most 128 characters, else makes one; it puts the id in
+the scope's `state` (for the routes) and on every response, counts the
+response in `gateway_http_requests_total{route,status}`, and writes one JSON
+line per request to the `gateway.access` logger once the response has ended.
+One layer rather than three: its `send` wrapper runs for every streamed chunk.
+It never reads a body or a header other than the request id and the user
+agent: prompts, outputs and API keys never reach a log.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import UTC, datetime
 
 import orjson
 from fastapi import Request
+from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = b"x-request-id"
@@ -27,9 +30,14 @@ _VALID = re.compile(rb"[\x20-\x7e]{1,128}")
 access_log = logging.getLogger("gateway.access")
 
 
-class RequestId:
-    def __init__(self, app: ASGIApp) -> None:
+class ObserveRequests:
+    def __init__(
+        self, app: ASGIApp, counter: Counter, routes: frozenset[str], log_access: bool
+    ) -> None:
         self.app = app
+        self.counter = counter
+        self.routes = routes  # known paths; anything else is "other", to bound cardinality
+        self.log_access = log_access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,51 +47,38 @@ class RequestId:
         request_id = given.decode() if _VALID.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         header = (HEADER, request_id.encode())
+        route = scope["path"] if scope["path"] in self.routes else "other"
+        began, clock = time.time(), time.perf_counter()
+        status = 500  # what the client gets when the app raises before it answers
+        sent = 0
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
+        async def observed_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.body":  # the per-chunk case first
+                sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
+                status = message["status"]
+                self.counter.labels(route, str(status)).inc()
                 message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            if self.log_access:
+                duration_ms = (time.perf_counter() - clock) * 1000
+                access_log.info("%s", _line(scope, began, status, duration_ms, sent))
 
 
 def request_id_of(scope: Scope) -> str:
-    """The id `RequestId` (installed outermost by `create_app`) gave this request."""
+    """The id `ObserveRequests` (installed outermost by `create_app`) gave this request."""
     found: str = scope["state"]["request_id"]
     return found
 
 
 async def request_id(request: Request) -> str:
-    """FastAPI dependency: the id `RequestId` gave this request (async: no thread hop)."""
+    """FastAPI dependency: this request's id (async: no thread hop)."""
     return request_id_of(request.scope)
-
-
-class AccessLog:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        began, clock = time.time(), time.perf_counter()
-        status = 500  # what the client gets when the app raises before it answers
-        sent = 0
-
-        async def send_counted(message: Message) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_counted)
-        finally:
-            duration_ms = (time.perf_counter() - clock) * 1000
-            access_log.info("%s", _line(scope, began, status, duration_ms, sent))
 
 
 def _line(scope: Scope, began: float, status: int, duration_ms: float, sent: int) -> str:

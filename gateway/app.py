@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from engines import create_engine
 from engines.base import Engine
-from gateway.access_log import AccessLog, RequestId, request_id_of
+from gateway.access_log import ObserveRequests, request_id_of
 from gateway.admission import Admission
 from gateway.chat import ChatCompletions
 from gateway.errors import (
@@ -34,7 +34,6 @@ from gateway.errors import (
 )
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import EngineCollector, Metrics
-from gateway.middleware import HTTPMetricsMiddleware
 from gateway.model_files import EMBEDDED_NAME, resolve_model_dir
 from gateway.prompts import PromptRenderer
 from gateway.routes import router
@@ -109,11 +108,11 @@ def _lifespan(
 def _install_middleware(
     app: FastAPI, settings: Settings, http_requests: Counter, routes: frozenset[str]
 ) -> None:
-    """Outermost first: request id, access log, metrics, CORS, auth, body limit.
+    """Outermost first: request id + metrics + access log, CORS, auth, body limit.
 
     `add_middleware` wraps what is there, so they are added innermost first.
-    The request id wraps everything so that even a 401 or 413 carries one and is
-    logged and counted; CORS answers preflights (which carry no key) before auth.
+    The observer wraps everything so that even a 401 or 413 carries a request id
+    and is logged and counted; CORS answers preflights (no key) before auth.
     """
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     digests = api_key_digests(settings)
@@ -128,10 +127,9 @@ def _install_middleware(
             allow_headers=["*"],  # OpenAI's browser SDK sends several of its own
             expose_headers=["X-Request-Id"],
         )
-    app.add_middleware(HTTPMetricsMiddleware, counter=http_requests, routes=routes)
-    if settings.access_log:
-        app.add_middleware(AccessLog)
-    app.add_middleware(RequestId)
+    app.add_middleware(
+        ObserveRequests, counter=http_requests, routes=routes, log_access=settings.access_log
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -161,7 +159,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, error: Exception) -> Response:
         log.error("unhandled error", exc_info=error)
         response = http_response(GatewayError("internal server error"))
-        # This handler answers outside every middleware, RequestId's too.
+        # This handler answers outside every middleware, ObserveRequests' too.
         response.headers["X-Request-Id"] = request_id_of(request.scope)
         return response
 
