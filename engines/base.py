@@ -30,16 +30,53 @@ class FinishReason(enum.StrEnum):
     ABORT = "abort"  # the engine gave up on the request (it shuts down, say)
 
 
+class ConstraintKind(enum.StrEnum):
+    JSON_OBJECT = "json_object"  # any JSON object
+    JSON_SCHEMA = "json_schema"  # JSON valid against `spec`, a JSON Schema document
+    REGEX = "regex"  # text matching `spec`
+    GRAMMAR = "grammar"  # text in the language of `spec`, xgrammar's EBNF
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """What the output must be, enforced token by token by a grammar engine.
+
+    The kinds are xgrammar's, which TensorRT-LLM's guided decoding also uses;
+    the gateway checks `spec` before an engine sees it.
+    """
+
+    kind: ConstraintKind
+    spec: str = ""  # empty for JSON_OBJECT
+
+
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
+    """One request's sampling, with OpenAI/vLLM semantics.
+
+    Logits are transformed in this order: logit_bias, penalties, the min_tokens
+    mask, the constraint's mask; then temperature, top-k and top-p pick a token.
+    Penalties: presence and frequency count generated tokens only (OpenAI);
+    repetition divides positive and multiplies negative logits of every token
+    seen, prompt included (CTRL, as in Hugging Face and vLLM).
+    """
+
     max_tokens: int
-    temperature: float = 1.0
+    temperature: float = 1.0  # 0: greedy
     top_p: float = 1.0
     top_k: int = 0  # 0: no top-k filtering
-    seed: int | None = None  # honoured where the engine samples per request (not transformers)
+    seed: int | None = None
     # The ids that end generation, EOS included: the engine stops on exactly these,
-    # so an empty set means no EOS stop at all.
+    # so an empty set means no EOS stop at all (ignore_eos).
     stop_token_ids: frozenset[int] = field(default_factory=frozenset)
+    min_tokens: int = 0  # stop_token_ids cannot be sampled before this many tokens
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0  # 1: none
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
+    # None: no logprobs. k: each token's logprob and the k most likely ones (0 <= k);
+    # log-softmax of the model's raw logits, before any of the transforms above.
+    logprobs: int | None = None
+    constraint: Constraint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +87,18 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    logprob: float  # of the generated token
+    top: tuple[tuple[int, float], ...] = ()  # (token id, logprob) of the k likeliest, best first
+
+
+@dataclass(frozen=True, slots=True)
 class TokenDelta:
     """Token ids generated since the previous event; several when the consumer lags."""
 
     token_ids: list[int]
+    # One per token id when the request asked for logprobs, else None.
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass(frozen=True, slots=True)

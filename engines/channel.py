@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Iterable
 
-from engines.base import Finished, GenerationEvent, TokenDelta
+from engines.base import Finished, GenerationEvent, TokenDelta, TokenLogprob
 
 
 class TokenChannel:
-    __slots__ = ("_error", "_final", "_tokens", "_waiter")
+    __slots__ = ("_error", "_final", "_logprobs", "_tokens", "_waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, logprobs: bool = False) -> None:
+        """`logprobs`: the request asked for them, so every `put` brings one per token."""
         self._tokens: list[int] = []
+        self._logprobs: list[TokenLogprob] | None = [] if logprobs else None
         self._final: Finished | None = None
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -30,8 +32,10 @@ class TokenChannel:
         """True once the engine has said its last word for this request."""
         return self._final is not None or self._error is not None
 
-    def put(self, token_ids: Iterable[int]) -> None:
+    def put(self, token_ids: Iterable[int], logprobs: Iterable[TokenLogprob] = ()) -> None:
         self._tokens.extend(token_ids)
+        if self._logprobs is not None:
+            self._logprobs.extend(logprobs)
         self._wake()
 
     def finish(self, final: Finished) -> None:
@@ -48,7 +52,10 @@ class TokenChannel:
         while True:
             if self._tokens:
                 tokens, self._tokens = self._tokens, []
-                yield TokenDelta(tokens)
+                logprobs = self._logprobs
+                if logprobs is not None:
+                    self._logprobs = []
+                yield TokenDelta(tokens, logprobs)
             elif self._error is not None:
                 raise self._error
             elif self._final is not None:

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from engines.base import EngineError, Finished, FinishReason, TokenDelta
+from engines.base import EngineError, Finished, FinishReason, TokenDelta, TokenLogprob
 from engines.channel import TokenChannel
 
 DONE = Finished(FinishReason.LENGTH, prompt_tokens=1, completion_tokens=3)
@@ -45,3 +45,15 @@ def test_only_the_first_final_word_counts() -> None:
     channel.finish(DONE)
     channel.fail(EngineError("late"))
     assert channel.closed
+
+
+async def test_logprobs_travel_with_their_tokens_when_asked_for() -> None:
+    channel = TokenChannel(logprobs=True)
+    first, second = TokenLogprob(-0.1, ((1, -0.1),)), TokenLogprob(-0.5)
+    channel.put([1], [first])
+    channel.put([2], [second])
+    channel.finish(DONE)
+    assert [event async for event in channel.events()] == [
+        TokenDelta([1, 2], [first, second]),
+        DONE,
+    ]
