@@ -63,3 +63,10 @@ class TrtllmSettings(_Section):
     single_process: bool = False
     iteration_stats: bool = True  # per-step stats behind `stats()` (enable_iter_perf_stats)
     stats_idle_seconds: PositiveFloat = 2.0  # the stats reader rests after this long idle
+    # Constrained output (JSON, regex, grammars) through xgrammar. The library then loads the
+    # tokenizer too. Off, requests with a constraint are refused.
+    guided_decoding: bool = True
+    # Prebuilt engines only: each step's logits come back so that logprobs can be computed
+    # (the PyTorch backend computes them in its sampler). It moves the executor into the
+    # gateway's process. Off, requests for logprobs are refused.
+    gather_generation_logits: bool = False

@@ -5,9 +5,11 @@
 
 Each request gets one task that drains `generate_async(..., streaming=True)`. The library
 yields the same `RequestOutput` every step, mutated in place, so the task copies each
-step's new ids (`token_ids_diff`) into the request's `TokenChannel`. A consumer that
-leaves before `Finished` aborts the request at once; the task still reads the final
-cancelled event. One more task reads iteration stats while requests come in.
+step's new ids (`token_ids_diff`), and their logprobs if asked for, into the request's
+`TokenChannel`. A consumer that leaves before `Finished` aborts the request at once; the
+task still reads the final cancelled event. One more task reads iteration stats while
+requests come in. engines/trtllm_sampling.py maps the contract's sampling onto the
+library's, refusing what the installed release cannot do.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from engines.base import (
     FinishReason,
     GenerationEvent,
     GenerationRequest,
-    SamplingParams,
 )
 from engines.channel import TokenChannel
 from engines.settings import TrtllmSettings
-from engines.trtllm_compat import TrtllmApi, cached_tokens, load_api, read_limits
+from engines.trtllm_compat import TrtllmApi, cached_tokens, load_api, read_limits, refusals
+from engines.trtllm_sampling import Support, sampling_params, token_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +70,24 @@ class _Live:
     result: Any  # the library's RequestOutput
     prompt_tokens: int
     stop_ids: frozenset[int]
-    channel: TokenChannel = field(default_factory=TokenChannel)
+    top_logprobs: int | None  # the request's logprobs k
+    channel: TokenChannel = field(init=False)
     emitted: int = 0
     task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.channel = TokenChannel(logprobs=self.top_logprobs is not None)
 
     def step(self, output: Any) -> None:
         completion = output.outputs[0]
         ids = list(completion.token_ids_diff)  # a copy: the next step mutates the lists
         if not output.finished:
-            self._put(ids)
+            self._put(ids, completion)
             return
         reason = _REASONS.get(completion.finish_reason, FinishReason.ABORT)
         if reason is FinishReason.STOP and ids and ids[-1] in self.stop_ids:
             ids.pop()  # the PyTorch sampler can keep the end id that the C++ decoder drops
-        self._put(ids)
+        self._put(ids, completion)
         self.finish(reason, cached_tokens(output))
 
     def finish(self, reason: FinishReason, cached_tokens: int = 0) -> None:
@@ -90,10 +96,15 @@ class _Live:
         final = Finished(reason, self.prompt_tokens, completion_tokens, cached_tokens)
         self.channel.finish(final)
 
-    def _put(self, ids: list[int]) -> None:
-        if ids:
-            self.emitted += len(ids)
+    def _put(self, ids: list[int], completion: Any) -> None:
+        if not ids:
+            return
+        self.emitted += len(ids)
+        if self.top_logprobs is None:
             self.channel.put(ids)
+        else:
+            # Paired from the front: a cut stop token leaves one logprob over at the end.
+            self.channel.put(ids, token_logprobs(ids, completion.logprobs_diff, self.top_logprobs))
 
 
 class TrtllmEngine:
@@ -103,6 +114,7 @@ class TrtllmEngine:
         self._api: TrtllmApi | None = None
         self._llm: Any = None
         self._limits: EngineLimits | None = None
+        self._support = Support(None, {})
         self._failed = False
         self._live: set[_Live] = set()
         self._stats = EngineStats()
@@ -121,6 +133,7 @@ class TrtllmEngine:
         single = "1" if self._settings.single_process else "0"
         os.environ["TLLM_WORKER_USE_SINGLE_PROCESS"] = single
         model = self._settings.engine_dir or self._model_dir
+        support = self._find_support(api, kwargs)
         try:
             # Loading takes minutes; the event loop keeps running meanwhile.
             llm = await asyncio.to_thread(api.llm_cls, str(model), **kwargs)
@@ -128,8 +141,10 @@ class TrtllmEngine:
             raise EngineError(f"TensorRT-LLM could not load {model}: {exc}") from exc
         chunked = self._settings.enable_chunked_prefill
         self._limits = read_limits(llm, on_engine=api.on_engine, chunked_prefill=chunked)
-        self._api, self._llm = api, llm
+        self._api, self._llm, self._support = api, llm, support
         log.info("TensorRT-LLM %s serving %s with %s", api.version, model, self._limits)
+        for feature, why in support.refused.items():
+            log.info("requests with %s are refused: %s", feature, why)
 
     async def close(self) -> None:
         llm, self._llm = self._llm, None
@@ -182,22 +197,48 @@ class TrtllmEngine:
             "max_batch_size": s.max_batch_size,
             "max_num_tokens": s.max_num_tokens,
         }
-        if not api.on_engine:
+        if s.guided_decoding and "guided_decoding_backend" in api.llm_fields:
+            # xgrammar compiles grammars against the vocabulary, so the library needs the
+            # tokenizer (the HF directory: an engine directory has none).
+            wanted |= {"guided_decoding_backend": "xgrammar", "skip_tokenizer_init": False}
+            wanted["tokenizer"] = str(self._model_dir)
+        if "generation_config" in api.llm_fields:
+            # Newer releases can fill unset sampling fields from generation_config.json: the
+            # contract's neutral penalties must stay neutral.
+            wanted["generation_config"] = "trtllm"
+        if api.on_engine:
+            wanted["gather_generation_logits"] = s.gather_generation_logits or None
+        else:
             # Fixed here, not deduced in the worker, so the gateway checks what it enforces.
             wanted["max_seq_len"] = s.max_seq_len or self._checkpoint_max_seq_len()
             # The TensorRT backend always collects iteration stats; PyTorch only if asked.
             wanted["enable_iter_perf_stats"] = s.iteration_stats
         return {key: value for key, value in wanted.items() if value is not None}
 
+    def _find_support(self, api: TrtllmApi, kwargs: Mapping[str, Any]) -> Support:
+        refused = refusals(
+            api,
+            guided="guided_decoding_backend" in kwargs,
+            gathers_logits=bool(kwargs.get("gather_generation_logits")),
+        )
+        vocab_size = self._vocab_size()
+        if vocab_size is None:
+            refused["logit_bias"] = "the model's config.json gives no vocab_size"
+        return Support(vocab_size, refused)
+
+    def _vocab_size(self) -> int | None:
+        """The logits' width, which an embedding bias must match."""
+        engine = self._settings.engine_dir
+        if engine is not None:
+            config = _read_config(engine / "config.json").get("pretrained_config", {})
+        else:
+            config = _read_config(self._model_dir / "config.json")
+        size = _text_config(config, "vocab_size")
+        return size if isinstance(size, int) else None
+
     def _checkpoint_max_seq_len(self) -> int:
         path = self._model_dir / "config.json"
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise EngineError(f"cannot read {path}: {exc}") from exc
-        length = config.get("max_position_embeddings")
-        if length is None:  # multimodal checkpoints nest the language model's config
-            length = config.get("text_config", {}).get("max_position_embeddings")
+        length = _text_config(_read_config(path), "max_position_embeddings")
         if not isinstance(length, int):
             raise EngineError(f"{path} has no max_position_embeddings: set trtllm.max_seq_len")
         return length
@@ -215,14 +256,15 @@ class TrtllmEngine:
         # Always explicit: the library's default is 32. Past max_seq_len the executor would
         # clamp it silently, and the TensorRT backend's pre-check reject the request.
         max_tokens = min(request.sampling.max_tokens, room)
-        params = _sampling_params(self._api, request.sampling, max_tokens)
+        params = sampling_params(self._api, self._support, request, max_tokens)
         try:
             result = self._llm.generate_async(
                 request.prompt_token_ids, sampling_params=params, streaming=True
             )
         except Exception as exc:
             raise self._engine_error(exc) from exc
-        live = _Live(result, prompt_tokens, request.sampling.stop_token_ids)
+        stops, top = request.sampling.stop_token_ids, request.sampling.logprobs
+        live = _Live(result, prompt_tokens, stops, top)
         live.task = asyncio.create_task(self._pump(live), name=f"trtllm {request.request_id}")
         self._live.add(live)
         self._arm_stats()
@@ -232,6 +274,9 @@ class TrtllmEngine:
         try:
             async for output in live.result:
                 live.step(output)
+        except EngineError as exc:  # an output this request cannot use: the executor is fine
+            live.result.abort()
+            live.channel.fail(exc)
         except Exception as exc:
             live.channel.fail(self._engine_error(exc))
         finally:
@@ -270,24 +315,17 @@ class TrtllmEngine:
             self._stats = dataclasses.replace(self._stats, running=0, waiting=0)
 
 
-def _sampling_params(api: TrtllmApi, sampling: SamplingParams, max_tokens: int) -> Any:
-    stop_ids = sorted(sampling.stop_token_ids)
-    choice: dict[str, Any]
-    if sampling.temperature == 0:
-        # Greedy through top_k=1, which no generation_config default can turn back to sampling.
-        choice = {"top_k": 1}
-    else:
-        # All explicit, so no generation_config default fills one in; top_k 0 means off.
-        choice = {
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "top_k": sampling.top_k,
-        }
-    return api.sampling_params_cls(
-        max_tokens=max_tokens,
-        # Without a tokenizer the library cannot fill end_id in; -1 never matches.
-        end_id=stop_ids[0] if stop_ids else -1,
-        stop_token_ids=stop_ids,
-        seed=sampling.seed,
-        **choice,
-    )
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"cannot read {path}: {exc}") from exc
+    return config if isinstance(config, dict) else {}
+
+
+def _text_config(config: Mapping[str, Any], key: str) -> Any:
+    """`key` of a model config; multimodal checkpoints nest the language model's."""
+    value = config.get(key)
+    if value is None:
+        value = (config.get("text_config") or {}).get(key)
+    return value

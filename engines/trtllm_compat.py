@@ -9,6 +9,7 @@ are checked against that model's fields before the call.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,10 +28,13 @@ class TrtllmApi:
     version: str
     llm_cls: Any
     sampling_params_cls: Any
+    guided_decoding_params_cls: Any
     kv_cache_config_cls: Any
     request_error_cls: type[Exception]  # a failed request, as opposed to a failed executor
     llm_fields: frozenset[str]
+    sampling_fields: frozenset[str]  # the keywords this version's SamplingParams takes
     on_engine: bool  # prebuilt TensorRT engine rather than a checkpoint
+    torch: Any  # tensorrt_llm's own dependency, for embedding_bias
 
     def llm_kwargs(self, wanted: Mapping[str, Any]) -> dict[str, Any]:
         """`wanted` less the keywords this version's `LLM` would reject."""
@@ -57,11 +61,41 @@ def load_api(*, on_engine: bool) -> TrtllmApi:
         version=version,
         llm_cls=llm_cls,
         sampling_params_cls=llmapi.SamplingParams,
+        guided_decoding_params_cls=llmapi.GuidedDecodingParams,
         kv_cache_config_cls=llmapi.KvCacheConfig,
         request_error_cls=llmapi.RequestError,
         llm_fields=frozenset(args_cls.model_fields),
+        sampling_fields=frozenset(inspect.signature(llmapi.SamplingParams).parameters),
         on_engine=on_engine,
+        torch=importlib.import_module("torch"),
     )
+
+
+def refusals(api: TrtllmApi, *, guided: bool, gathers_logits: bool) -> dict[str, str]:
+    """The request features this engine cannot serve, each with what the client is told.
+
+    Keys: "constraint", "logprobs" and "penalty" (presence or frequency).
+    """
+    release = f"tensorrt_llm {api.version}"
+    refused: dict[str, str] = {}
+    if "guided_decoding_backend" not in api.llm_fields:
+        refused["constraint"] = f"{release} has no guided decoding"
+    elif not guided:
+        refused["constraint"] = "guided decoding is off on this server (trtllm.guided_decoding)"
+    if api.on_engine and not gathers_logits:
+        # The TensorRT backend computes logprobs from each step's logits, returned only if asked.
+        refused["logprobs"] = (
+            "this server's engine returns no logits to compute logprobs from "
+            "(trtllm.gather_generation_logits)"
+        )
+    elif not api.on_engine and "logprobs_mode" not in api.sampling_fields:
+        # Before logprobs_mode the PyTorch sampler reported the top k only, often without
+        # the sampled token, and nothing for k = 0.
+        refused["logprobs"] = f"{release} does not report the sampled token's logprob"
+    if "prompt_ignore_length" not in api.sampling_fields:
+        # Without it TensorRT-LLM counts prompt tokens too; OpenAI counts the output only.
+        refused["penalty"] = f"{release} applies presence and frequency penalties to the prompt"
+    return refused
 
 
 def _import_trtllm() -> ModuleType:

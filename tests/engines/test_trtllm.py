@@ -236,7 +236,10 @@ async def test_a_checkpoint_runs_on_the_pytorch_llm_with_the_configured_knobs(
         llm = standin.llm
         assert type(llm).__name__ == "LLM" and llm.model == tmp_path
         kwargs = llm.kwargs
-        assert kwargs["skip_tokenizer_init"] is True and llm.tokenizer is None
+        # xgrammar needs the library to hold the tokenizer; the gateway still detokenizes.
+        assert kwargs["guided_decoding_backend"] == "xgrammar"
+        assert (kwargs["skip_tokenizer_init"], kwargs["tokenizer"]) == (False, str(tmp_path))
+        assert kwargs["generation_config"] == "trtllm"
         kv = kwargs["kv_cache_config"]
         assert (kv.enable_block_reuse, kv.free_gpu_memory_fraction) == (True, 0.5)
         assert kwargs["max_seq_len"] == 4096 and kwargs["enable_iter_perf_stats"] is True
@@ -252,7 +255,9 @@ async def test_an_engine_dir_runs_on_the_tensorrt_llm_and_keeps_its_built_limits
     settings = TrtllmSettings(engine_dir=path, max_batch_size=4, max_seq_len=9999)
     async with running(tmp_path, settings) as (engine, standin):
         assert type(standin.llm).__name__ == "_TrtLLM" and standin.llm.model == path
-        assert not {"max_seq_len", "enable_iter_perf_stats"} & set(standin.llm.kwargs)
+        assert standin.llm.kwargs["tokenizer"] == str(tmp_path)  # the engine dir has none
+        unset = {"max_seq_len", "enable_iter_perf_stats", "gather_generation_logits"}
+        assert not unset & set(standin.llm.kwargs)
         # Without chunked prefill a prompt must fit in one step of max_num_tokens.
         assert engine.limits() == EngineLimits(2048, 512, 4, 512)
 

@@ -19,9 +19,16 @@ executor/executor.py and batch_manager/llmRequest.cpp:
   the step's new ids.
 * The executor clamps output to max_seq_len silently; a prompt over max_input_len fails
   on the first await (a `RequestError`, as with the worker process).
-* A stop id finishes as 'stop' and is cut from the output. The end id finishes as
-  'stop' too and is left out of the output, as we believe the C++ decoder does (not
-  read in source); `include_end_id` keeps it, to cover the other case.
+* A stop id finishes as 'stop' and is cut from the output, but not from the logprobs.
+  The end id finishes as 'stop' too and is left out of the output, as we believe the
+  C++ decoder does (not read in source); `include_end_id` keeps it, to cover the other
+  case. `ignore_eos` makes the end id -1; `min_tokens` holds the end id back only.
+* `embedding_bias` must be a float32 [vocab_size] tensor (the C++ decoder's check); as
+  a stand-in for sampling, an id biased by 100 or more is emitted.
+* Guided decoding needs `guided_decoding_backend` on the LLM, which needs a tokenizer;
+  a guided request to an LLM without one fails. Output is not constrained here.
+* logprobs: see trtllm_standin_sampling. The TensorRT backend refuses them unless the
+  LLM gathers generation logits.
 * `abort()` asks the executor to cancel; the request ends at its next step with
   finish_reason 'cancelled'.
 * `get_stats_async` yields nothing before the first request; then one shared queue of
@@ -29,7 +36,8 @@ executor/executor.py and batch_manager/llmRequest.cpp:
 
 Runs on the event loop with real sleeps between steps. Output ids are deterministic:
 position i echoes the prompt as `token_base + prompt[i % len(prompt)] % token_span`, and
-with `eos_after=n` position n is the end id.
+with `eos_after=n` position n is the end id. The vocabulary size is the checkpoint's (or
+the engine's) `vocab_size`, `token_base + token_span` if it has none.
 """
 
 from __future__ import annotations
@@ -45,12 +53,23 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
+import torch
+
+from tests.engines.trtllm_standin_sampling import (
+    GuidedDecodingParams,
+    Logprob,
+    Vocab,
+    sampling_params_cls,
+    token_logprobs,
+)
+
 
 @dataclass(frozen=True)
 class StandinConfig:
     version: str = "1.2.0"
     engine_backend: bool = True  # ships tensorrt_llm._tensorrt_engine (1.2 and older)
     missing_fields: frozenset[str] = frozenset()  # LLM keywords this "release" lacks
+    missing_sampling: frozenset[str] = frozenset()  # SamplingParams fields it lacks
     step_seconds: float = 0.002
     token_base: int = 1000
     token_span: int = 1000
@@ -72,38 +91,16 @@ _BASE_FIELDS = frozenset(
         "pipeline_parallel_size", "context_parallel_size", "kv_cache_config",
         "enable_chunked_prefill", "iter_stats_max_iterations", "scheduler_config",
         "max_batch_size", "max_input_len", "max_seq_len", "max_beam_width", "max_num_tokens",
-        "return_perf_metrics", "backend",
+        "return_perf_metrics", "backend", "guided_decoding_backend", "gather_generation_logits",
     }
 )  # fmt: skip
 _TORCH_FIELDS = _BASE_FIELDS | {
     "enable_iter_perf_stats",
     "enable_iter_req_stats",
     "stream_interval",
+    "generation_config",  # newest releases only
 }
-_TRT_FIELDS = _BASE_FIELDS | {"build_config", "workspace", "batching_type"}
-
-
-@dataclass(kw_only=True)
-class SamplingParams:
-    end_id: int | None = None
-    pad_id: int | None = None
-    max_tokens: int = 32
-    stop_token_ids: list[int] | None = None
-    include_stop_str_in_output: bool = False
-    top_k: int | None = None
-    top_p: float | None = None
-    temperature: float | None = None
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.pad_id is None:
-            self.pad_id = self.end_id
-        if self.top_p is not None and not 0 <= self.top_p <= 1:
-            raise ValueError(f"require 0 <= top_p <= 1, got top_p={self.top_p}")
-        if self.top_k is not None and self.top_k < 0:
-            raise ValueError(f"require top_k >= 0, got top_k={self.top_k}")
-        if self.temperature is not None and self.temperature < 0:
-            raise ValueError(f"require temperature >= 0, got temperature={self.temperature}")
+_TRT_FIELDS = _BASE_FIELDS | {"build_config", "workspace", "batching_type", "normalize_log_probs"}
 
 
 @dataclass(kw_only=True)
@@ -137,11 +134,17 @@ class CompletionOutput:
     token_ids: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     stop_reason: int | str | None = None
+    logprobs: list[dict[int, Logprob] | float] = field(default_factory=list)
     _last_token_ids_len: int = 0
+    _last_logprobs_len: int = 0
 
     @property
     def token_ids_diff(self) -> list[int]:
         return self.token_ids[self._last_token_ids_len :]
+
+    @property
+    def logprobs_diff(self) -> list[dict[int, Logprob] | float]:
+        return self.logprobs[self._last_logprobs_len :]
 
 
 @dataclass
@@ -149,13 +152,14 @@ class _Response:
     """One executor response: the step's new ids, and how it ended if it did."""
 
     new_tokens: list[int]
+    new_logprobs: list[dict[int, Logprob] | float]
     finish: str | None = None  # end_id, stop_words, length or cancelled
     error: str | None = None
     cached_tokens: int = 0
 
 
 class RequestOutput:
-    def __init__(self, request_id: int, prompt: list[int], params: SamplingParams) -> None:
+    def __init__(self, request_id: int, prompt: list[int], params: Any) -> None:
         asyncio.get_running_loop()  # the real one needs a loop here for async iteration
         self.request_id = request_id
         self.prompt_token_ids = prompt
@@ -191,6 +195,8 @@ class RequestOutput:
         output = self.outputs[0]
         output._last_token_ids_len = len(output.token_ids)
         output.token_ids.extend(response.new_tokens)
+        output._last_logprobs_len = len(output.logprobs)
+        output.logprobs += response.new_logprobs
         self.cached_tokens = response.cached_tokens
         if response.finish is None:
             return
@@ -256,6 +262,7 @@ class _Sequence:
     generated: int = 0
     cached_tokens: int = 0
     pending: list[int] = field(default_factory=list)
+    pending_logprobs: list[dict[int, Logprob] | float] = field(default_factory=list)
     cancelled: bool = False
 
     @property
@@ -312,19 +319,35 @@ class _Executor:
         self._record_stats(active)
 
     def _admit(self, sequence: _Sequence) -> None:
-        prompt = sequence.prompt
-        if len(prompt) > self.max_input_len or self.config.reject_token in prompt:
-            message = f"Prompt length ({len(prompt)}) exceeds maximum input length"
-            if self.config.reject_token in prompt:
-                message = "injected request failure"
-            sequence.output._responses.put_nowait(_Response([], error=message))
+        message = self._refusal(sequence)
+        if message is not None:
+            sequence.output._responses.put_nowait(_Response([], [], error=message))
             return
+        prompt = sequence.prompt
         # The silent clamp of batch_manager/llmRequest.cpp `validate`.
         sequence.max_new = min(
             sequence.output.sampling_params.max_tokens, self.max_seq_len - len(prompt)
         )
         sequence.cached_tokens = self._reuse(prompt) * self.config.tokens_per_block
         self.running.append(sequence)
+
+    def _refusal(self, sequence: _Sequence) -> str | None:
+        prompt, params = sequence.prompt, sequence.output.sampling_params
+        if self.config.reject_token in prompt:
+            return "injected request failure"
+        if len(prompt) > self.max_input_len:
+            return f"Prompt length ({len(prompt)}) exceeds maximum input length"
+        bias, vocab_size = params.embedding_bias, self.llm.vocab_size
+        if bias is not None and (bias.dtype != torch.float32 or bias.shape != (vocab_size,)):
+            return (
+                "The embedding bias shape is not as expected. Expected last dimension "
+                f"to be same as vocab size: {vocab_size}."
+            )
+        if params.guided_decoding is not None and not self.llm.kwargs.get(
+            "guided_decoding_backend"
+        ):
+            return "Guided decoding is not enabled"  # the wording is the stand-in's own
+        return None
 
     def _reuse(self, prompt: list[int]) -> int:
         """Leading whole prompt blocks found in the cache; caches the prompt's blocks."""
@@ -342,11 +365,17 @@ class _Executor:
     def _advance(self, sequence: _Sequence) -> None:
         params = sequence.output.sampling_params
         token = self._next_token(sequence)
+        trt = isinstance(self.llm, _TrtLLM)
+        entry = token_logprobs(self.llm.vocab, params, token, sequence.generated, trt_backend=trt)
         sequence.generated += 1
         sequence.pending.append(token)
-        if token == params.end_id:
+        if entry is not None:
+            sequence.pending_logprobs.append(entry)
+        if token == _end_id(params):
             if not self.config.include_end_id:
                 sequence.pending.pop()
+                if entry is not None:
+                    sequence.pending_logprobs.pop()
             self._respond(sequence, "end_id")
         elif token in (params.stop_token_ids or ()):
             self._respond(sequence, "stop_words")
@@ -356,8 +385,14 @@ class _Executor:
             self._respond(sequence, None)
 
     def _next_token(self, sequence: _Sequence) -> int:
-        end_id = sequence.output.sampling_params.end_id
-        if sequence.generated == self.config.eos_after and end_id is not None and end_id >= 0:
+        params = sequence.output.sampling_params
+        bias = params.embedding_bias
+        if bias is not None and bias.max() >= 100:
+            return int(bias.argmax())
+        end_id, eos_after = _end_id(params), self.config.eos_after
+        # min_tokens bans the end id until that many tokens are out.
+        eos_at = None if eos_after is None else max(eos_after, params.min_tokens or 0)
+        if sequence.generated == eos_at and end_id >= 0:
             return end_id
         prompt = sequence.prompt
         echoed = prompt[sequence.generated % len(prompt)]
@@ -365,7 +400,8 @@ class _Executor:
 
     def _respond(self, sequence: _Sequence, finish: str | None) -> None:
         tokens, sequence.pending = sequence.pending, []
-        response = _Response(tokens, finish, cached_tokens=sequence.cached_tokens)
+        logprobs, sequence.pending_logprobs = sequence.pending_logprobs, []
+        response = _Response(tokens, logprobs, finish, cached_tokens=sequence.cached_tokens)
         sequence.output._responses.put_nowait(response)
         if finish is not None and sequence in self.running:
             self.running.remove(sequence)
@@ -396,6 +432,11 @@ class _Executor:
         self.stats.put(json.dumps(record))
 
 
+def _end_id(params: Any) -> int:
+    """What the worker sends the executor: -1 for ignore_eos (base_worker.py)."""
+    return -1 if params.ignore_eos or params.end_id is None else int(params.end_id)
+
+
 async def _no_stats() -> AsyncIterator[dict[str, Any]]:
     return
     yield  # an async generator that ends at once, like executor.py's empty_async_iterable
@@ -409,6 +450,11 @@ class _BaseLLM:
         for key in kwargs:
             if key not in self.args_fields:
                 raise ValueError(f"{type(self).__name__} got invalid argument: {key}")
+        if kwargs.get("guided_decoding_backend") and skip_tokenizer_init:
+            # xgrammar's tokenizer info is built from the LLM's tokenizer, None here.
+            raise AssertionError("guided decoding needs the tokenizer")
+        if kwargs.get("generation_config", "auto") not in ("auto", "trtllm"):
+            raise ValueError(f"invalid generation_config: {kwargs['generation_config']}")
         self.kwargs = dict(kwargs, skip_tokenizer_init=skip_tokenizer_init)
         self.model = Path(model)
         self.tokenizer: object | None = None if skip_tokenizer_init else object()
@@ -417,6 +463,9 @@ class _BaseLLM:
         self.stats_calls = 0
         self.args = self._args(kwargs)
         self.executor = _Executor(self, *self._executor_lengths())
+        config = self.standin.config
+        self.vocab = Vocab(config.token_base, config.token_span)
+        self.vocab_size = self._vocab_size() or config.token_base + config.token_span
         self.standin.llms.append(self)
 
     @property
@@ -434,15 +483,18 @@ class _BaseLLM:
     def _executor_lengths(self) -> tuple[int, int]:
         raise NotImplementedError
 
-    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
+    def _vocab_size(self) -> int | None:
+        raise NotImplementedError
+
+    def _check_arguments(self, prompt_len: int, params: Any) -> None:
         raise NotImplementedError
 
     def generate_async(
-        self, inputs: Any, sampling_params: SamplingParams | None = None, streaming: bool = False
+        self, inputs: Any, sampling_params: Any = None, streaming: bool = False
     ) -> RequestOutput:
         if self.shutdown_calls:
             raise RuntimeError("LLM is shutting down")
-        params = sampling_params or SamplingParams()
+        params = sampling_params or self.standin.sampling_params_cls()
         if params.end_id is None:
             if self.tokenizer is None:
                 raise ValueError(
@@ -496,7 +548,11 @@ class _TorchLLM(_BaseLLM):
             max_seq_len = int(config["max_position_embeddings"])
         return max_seq_len, max_seq_len - 1
 
-    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
+    def _vocab_size(self) -> int | None:
+        config = json.loads((self.model / "config.json").read_text())
+        return int(config["vocab_size"]) if "vocab_size" in config else None
+
+    def _check_arguments(self, prompt_len: int, params: Any) -> None:
         max_num_tokens = self.args.max_num_tokens
         if not self.args.enable_chunked_prefill and max_num_tokens and prompt_len > max_num_tokens:
             raise ValueError(f"prompt length {prompt_len} exceeds max_num_tokens {max_num_tokens}")
@@ -519,7 +575,20 @@ class _TrtLLM(_BaseLLM):
         assert build.max_seq_len is not None
         return build.max_seq_len, build.max_input_len
 
-    def _check_arguments(self, prompt_len: int, params: SamplingParams) -> None:
+    def _vocab_size(self) -> int | None:
+        pretrained = json.loads((self.model / "config.json").read_text()).get("pretrained_config")
+        return int(pretrained["vocab_size"]) if pretrained else None
+
+    def _check_arguments(self, prompt_len: int, params: Any) -> None:
+        if params.logprobs:
+            # llm.py: the TensorRT backend computes logprobs from the generation logits.
+            if not self.kwargs.get("gather_generation_logits"):
+                raise ValueError(
+                    f"`sampling_params.logprobs={params.logprobs}` requires "
+                    "`gather_generation_logits=True` to be passed explicitly to the `LLM()` "
+                    "constructor."
+                )
+            params.return_generation_logits = True
         max_seq_len = self.args.build_config.max_seq_len
         assert max_seq_len is not None
         if not self.args.enable_chunked_prefill and prompt_len + params.max_tokens > max_seq_len:
@@ -533,6 +602,7 @@ class _TrtLLM(_BaseLLM):
 class Standin:
     config: StandinConfig
     llms: list[_BaseLLM] = field(default_factory=list)
+    sampling_params_cls: Any = None  # the release's SamplingParams
 
     @property
     def llm(self) -> _BaseLLM:
@@ -568,14 +638,16 @@ def _modules(standin: Standin) -> dict[str, ModuleType]:
     trt_fields = _TRT_FIELDS - config.missing_fields
     torch_llm = type("LLM", (_TorchLLM,), {"standin": standin, "args_fields": torch_fields})
     trt_llm = type("_TrtLLM", (_TrtLLM,), {"standin": standin, "args_fields": trt_fields})
+    standin.sampling_params_cls = sampling = sampling_params_cls(config.missing_sampling)
     modules = {
         "tensorrt_llm": _module(
-            "tensorrt_llm", __version__=config.version, LLM=torch_llm, SamplingParams=SamplingParams
+            "tensorrt_llm", __version__=config.version, LLM=torch_llm, SamplingParams=sampling
         ),
         "tensorrt_llm.llmapi": _module(
             "tensorrt_llm.llmapi",
             LLM=torch_llm,
-            SamplingParams=SamplingParams,
+            SamplingParams=sampling,
+            GuidedDecodingParams=GuidedDecodingParams,
             KvCacheConfig=KvCacheConfig,
             RequestError=RequestError,
             RequestOutput=RequestOutput,
