@@ -11,24 +11,19 @@ Formats, by their key in `TOOL_PARSERS`:
     >>> parser.push('Let me look.\\n<tool_call>\\n{"name": "f", "argu')
     ('Let me look.', [])
     >>> parser.push('ments": {"x": 1}}\\n</tool_call>')[1][0].arguments
-    '{"x":1}'
-
-Choices, and why:
+    '{"x": 1}'
 
 * A call goes out whole, in one delta (id, name, all its arguments), once its
-  JSON closes: arguments sent piece by piece could not be taken back when the
-  JSON proves malformed or is cut off, and whole calls do not depend on how
-  the text was split.
-* `arguments` is `json.dumps(args, ensure_ascii=False, separators=(",", ":"))`,
-  the compact form OpenAI sends. The model may write the arguments (llama3:
-  "parameters") as an object or as a string holding one.
-* Text that looks like a call but is not one (malformed JSON, no name, no
-  arguments object, NaN or 1e999) goes out as content, tags and all: text is
-  never lost and nothing raises.
-* A possible start of a tag ("<tool_c") is held back until decided, as
-  `gateway.stops` does for stop strings, so tags never leak.
-* Whitespace between content and a call, or between calls, is dropped; other
-  text is kept as written: output without calls comes through unchanged.
+  JSON closes: arguments sent piece by piece could not be taken back if the
+  JSON proved malformed or was cut off.
+* `arguments` is the model's own text of the arguments object, so numbers keep
+  their digits (1e999 included). It may be written (llama3: "parameters") as an
+  object or as a JSON string holding one.
+* Text that looks like a call but is not one (malformed JSON, NaN, no name, no
+  arguments object) goes out as content, tags and all: nothing is lost or raises.
+* A possible start of a tag ("<tool_c") is held back until decided, as in
+  `gateway.stops`, so tags never leak. Whitespace between content and a call or
+  between calls is dropped; output without calls comes through unchanged.
 * Generation that ends inside a call (max_tokens): `flush` sends the call if
   its JSON is complete (only a closing tag missing), else its text as content.
 * Names are not checked against the request's tools; a forcing grammar does that.
@@ -38,7 +33,6 @@ from __future__ import annotations
 
 import abc
 import json
-import math
 import re
 import secrets
 from collections.abc import Callable
@@ -166,7 +160,7 @@ class Hermes(_Parser):
             maybe = not closed and self.END.startswith(tail)  # the end tag may be on its way
             if maybe and not final:
                 return False
-            call = _parse_call(_loads(self._buffer[:end]), "arguments")
+            call = _parse_call(self._buffer[:end], "arguments")
             if call is not None and (closed or maybe):  # maybe, at the end: cut off before it
                 self._call(*call)
                 self._buffer = tail[len(self.END) :] if closed else ""
@@ -198,14 +192,11 @@ class Llama3Json(_Parser):
             if self._json is None and not self._next_call(final=final):
                 break
             assert self._json is not None
-            end = self._json.feed(self._buffer)
-            if end is None:
-                if final:
-                    self._state = "content"  # cut off before its JSON closed
-                break
-            call = _parse_call(_loads(self._buffer[:end]), "parameters", "arguments")
+            end = self._json.feed(self._buffer) or 0
+            call = _parse_call(self._buffer[:end], "parameters", "arguments") if end else None
             if call is None:
-                self._state = "content"
+                if end or final:  # not a call, or cut off before its JSON closed
+                    self._state = "content"
                 break
             self._call(*call)
             self._buffer, self._json = self._buffer[end:], None
@@ -279,7 +270,7 @@ class Mistral(_Parser):
         name = self._NAME.match(self._buffer)
         assert name is not None  # `*` matches the empty string
         rest = self._buffer[name.end() :]
-        if rest.startswith(self.ARGS) and name.group():
+        if rest.startswith(self.ARGS):  # an empty name fails as a call later
             self._name, self._state = name.group(), "args"
             self._raw += name.group() + self.ARGS
             self._buffer = rest[len(self.ARGS) :]
@@ -309,19 +300,19 @@ class Mistral(_Parser):
 
     def _parse(self, text: str) -> list[tuple[str, str]] | None:
         """The calls in an array, or in one `[ARGS]` object; None unless all are calls."""
-        value = _loads(text)
-        items = [{"name": self._name, "arguments": value}] if self._state == "args" else value
-        if not isinstance(items, list) or not items:
-            return None
-        calls = [call for item in items if (call := _parse_call(item, "arguments"))]
-        return calls if len(calls) == len(items) else None
+        if self._state == "args":
+            is_object = _members(text, "{", "}") is not None
+            return [(self._name, text.strip())] if is_object else None
+        items = _members(text, "[", "]")
+        calls = [call for _, _, item in items or () if (call := _parse_call(item, "arguments"))]
+        return calls if items and len(calls) == len(items) else None
 
 
 class _JsonEnd:
     """Where a JSON object or array at the start of a text closes, as the text grows.
 
     Only brackets outside strings are counted: whether the text between them
-    is JSON is for `json.loads` to decide once they close.
+    is JSON is for `_members` to decide once they close.
     """
 
     __slots__ = ("_depth", "_end", "_escape", "_in_string", "_seen", "viable")
@@ -371,32 +362,60 @@ def _partial_suffix(buffer: str, marker: str) -> int:
     return 0
 
 
-def _finite(text: str) -> float:
-    """A JSON number as a float, refusing NaN, Infinity and 1e999: not strict JSON."""
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"{text} is not a finite number")
-    return number
+def _refuse(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
-def _loads(text: str) -> Any:
-    """The JSON value of `text`, or None where it is not strict JSON."""
+_DECODER = json.JSONDecoder(parse_constant=_refuse)  # strict JSON: no NaN or Infinity
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _members(text: str, opener: str, closer: str) -> list[tuple[Any, Any, str]] | None:
+    """(key, value, the value's own text) of each member of the JSON object or array
+    that `text` is, or None where it is not one. Keys are None in arrays."""
+    i = _skip(text, 0)
+    if not text.startswith(opener, i):
+        return None
+    members: list[tuple[Any, Any, str]] = []
+    i = _skip(text, i + 1)
     try:
-        return json.loads(text, parse_float=_finite, parse_constant=_finite)
+        while members or not text.startswith(closer, i):
+            key = None
+            if opener == "{":
+                key, i = _DECODER.raw_decode(text, i)
+                i = _skip(text, i)
+                if not isinstance(key, str) or not text.startswith(":", i):
+                    return None
+                i = _skip(text, i + 1)
+            value, end = _DECODER.raw_decode(text, i)
+            members.append((key, value, text[i:end]))
+            i = _skip(text, end)
+            if not text.startswith(",", i):
+                break
+            i = _skip(text, i + 1)
     except (ValueError, RecursionError):
         return None
+    closed = text.startswith(closer, i) and _skip(text, i + 1) == len(text)
+    return members if closed else None
 
 
-def _parse_call(value: Any, *argument_keys: str) -> tuple[str, str] | None:
-    """(name, compact arguments JSON) of a call object, or None if it is not one."""
-    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not value["name"]:
-        return None
-    arguments = next((value[key] for key in argument_keys if key in value), None)
-    if isinstance(arguments, str):
-        arguments = _loads(arguments)
-    if not isinstance(arguments, dict):
-        return None
-    return value["name"], json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+def _skip(text: str, i: int) -> int:
+    """The index of the first character at or after `i` that is not JSON whitespace."""
+    while i < len(text) and text[i] in " \t\n\r":
+        i += 1
+    return i
+
+
+def _parse_call(text: str, *argument_keys: str) -> tuple[str, str] | None:
+    """(name, arguments JSON as the model wrote it) of a call object's text, or None."""
+    members = {key: (value, raw) for key, value, raw in _members(text, "{", "}") or ()}
+    name = members.get("name", (None, ""))[0]
+    value, raw = next((members[key] for key in argument_keys if key in members), (None, ""))
+    if isinstance(value, str):  # the arguments object, written as a JSON string
+        raw = value.strip()
+    if isinstance(name, str) and name and _members(raw, "{", "}") is not None:
+        return name, raw
+    return None
 
 
 TOOL_PARSERS: dict[str, Callable[[], ToolCallParser]] = {
