@@ -8,6 +8,20 @@ one token. Token ids are deterministic: they cycle through
 prompt length. Prefix reuse is modelled with hash-chained 64-token blocks, so
 the prefix-cache statistics behave like a real paged cache.
 
+Sampling fields, all deterministic:
+
+* logit_bias: an id biased by +100 or more is emitted instead (the strongest bias
+  first), one biased by -100 or less never is; smaller biases change nothing.
+* min_tokens: until then a stop id that comes up is skipped, as a banned one is, for
+  the next id up that is allowed.
+* logprobs=k: each token gets logprob -0.25, and its top k are that token and the
+  ids after it at -0.25, -1.25, -2.25, ...
+* temperature, top-p, top-k, seed and the penalties are accepted and change nothing:
+  the output is the same for every seed.
+* constraints are refused: nothing here could make the output valid JSON.
+
+Requests without logit_bias, min_tokens or logprobs take the plain path.
+
 Injected faults (both off by default): every Nth request fails after its first
 token, and the whole engine dies after N generated tokens.
 """
@@ -15,6 +29,7 @@ token, and the whole engine dies after N generated tokens.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -22,27 +37,68 @@ from dataclasses import dataclass, field
 from engines.base import (
     EngineError,
     EngineLimits,
+    EngineRequestError,
     EngineStats,
     Finished,
     FinishReason,
     GenerationEvent,
     GenerationRequest,
+    SamplingParams,
+    TokenLogprob,
 )
 from engines.channel import TokenChannel
 from engines.settings import SyntheticSettings
 
 BLOCK_SIZE = 64
+FORCING_BIAS = 100.0  # a logit bias this large either way decides the token
+
+
+class _Shaping:
+    """Where logit_bias or min_tokens change a request's tokens."""
+
+    __slots__ = ("banned", "forced", "held", "min_tokens")
+
+    def __init__(self, sampling: SamplingParams) -> None:
+        ranked = sorted(sampling.logit_bias, key=lambda pair: (-pair[1], pair[0]))
+        self.forced = tuple(token for token, bias in ranked if bias >= FORCING_BIAS)
+        self.banned = frozenset(token for token, bias in ranked if bias <= -FORCING_BIAS)
+        self.held = self.banned | sampling.stop_token_ids  # masked before min_tokens
+        self.min_tokens = sampling.min_tokens
+
+    @staticmethod
+    def needed(sampling: SamplingParams) -> bool:
+        return bool(sampling.logit_bias) or bool(sampling.min_tokens and sampling.stop_token_ids)
+
+    def choose(self, token: int, generated: int) -> int:
+        masked = self.held if generated < self.min_tokens else self.banned
+        for forced in self.forced:
+            if forced not in masked:
+                return forced
+        while token in masked:
+            token += 1
+        return token
+
+
+@functools.lru_cache(maxsize=1 << 16)  # ids cycle, and TokenLogprob is immutable: share them
+def _logprob(token: int, k: int) -> TokenLogprob:
+    return TokenLogprob(-0.25, tuple((token + j, -0.25 - j) for j in range(k)))
 
 
 @dataclass(slots=True)
 class _Sequence:
     request: GenerationRequest
-    channel: TokenChannel = field(default_factory=TokenChannel)
+    channel: TokenChannel = field(init=False)
+    shaping: _Shaping | None = field(init=False)
     submitted: float = field(default_factory=time.perf_counter)
     queue_seconds: float = 0.0
     cached_tokens: int = 0
     generated: int = 0
     fail: bool = False
+
+    def __post_init__(self) -> None:
+        sampling = self.request.sampling
+        self.channel = TokenChannel(logprobs=sampling.logprobs is not None)
+        self.shaping = _Shaping(sampling) if _Shaping.needed(sampling) else None
 
     def finish(self, reason: FinishReason) -> None:
         self.channel.finish(
@@ -114,6 +170,8 @@ class SyntheticEngine:
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
         if not self.healthy():
             raise EngineError(str(self._fatal or "the engine is not running"))
+        if request.sampling.constraint is not None:
+            raise EngineRequestError("the synthetic engine cannot enforce constraints")
         self._submitted += 1
         nth = self._settings.fail_every_nth_request
         sequence = _Sequence(request, fail=bool(nth) and self._submitted % nth == 0)
@@ -171,15 +229,21 @@ class SyntheticEngine:
             request = sequence.request
             offset = (len(request.prompt_token_ids) + sequence.generated) % settings.token_id_count
             token = settings.first_token_id + offset
+            if sequence.shaping is not None:
+                token = sequence.shaping.choose(token, sequence.generated)
             sequence.generated += 1
             self._generated += 1
-            if token in request.sampling.stop_token_ids:
+            sampling = request.sampling
+            if token in sampling.stop_token_ids:
                 sequence.finish(FinishReason.STOP)
             else:
-                sequence.channel.put((token,))
+                if sampling.logprobs is None:
+                    sequence.channel.put((token,))
+                else:
+                    sequence.channel.put((token,), (_logprob(token, sampling.logprobs),))
                 if sequence.fail:
                     sequence.channel.fail(EngineError("injected request failure"))
-                elif sequence.generated >= request.sampling.max_tokens:
+                elif sequence.generated >= sampling.max_tokens:
                     sequence.finish(FinishReason.LENGTH)
             if sequence.channel.closed:
                 del self._running[request_id]

@@ -3,17 +3,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Any
 
 import pytest
 
 from engines.base import (
+    Constraint,
+    ConstraintKind,
     EngineError,
+    EngineRequestError,
     Finished,
     FinishReason,
     GenerationEvent,
     GenerationRequest,
     SamplingParams,
     TokenDelta,
+    TokenLogprob,
 )
 from engines.settings import SyntheticSettings
 from engines.synthetic import SyntheticEngine
@@ -102,3 +107,76 @@ async def test_close_ends_open_streams_with_abort() -> None:
     final = (await run)[-1]
     assert isinstance(final, Finished)
     assert final.reason is FinishReason.ABORT
+
+
+# Sampling fields
+
+
+def sampled(rid: str, max_tokens: int = 4, prompt: int = 3, **sampling: Any) -> GenerationRequest:
+    return GenerationRequest(rid, list(range(prompt)), SamplingParams(max_tokens, **sampling))
+
+
+def logprobs(events: list[GenerationEvent]) -> list[TokenLogprob]:
+    deltas = [e for e in events if isinstance(e, TokenDelta)]
+    assert all(d.logprobs is not None and len(d.logprobs) == len(d.token_ids) for d in deltas)
+    return [lp for d in deltas for lp in d.logprobs or ()]
+
+
+async def test_logprobs_rank_the_emitted_token_first(engine: SyntheticEngine) -> None:
+    events = await collect(engine, sampled("a", max_tokens=2, logprobs=3))
+    assert tokens(events) == [1003, 1004]
+    assert logprobs(events) == [
+        TokenLogprob(-0.25, ((1003, -0.25), (1004, -1.25), (1005, -2.25))),
+        TokenLogprob(-0.25, ((1004, -0.25), (1005, -1.25), (1006, -2.25))),
+    ]
+    zero = await collect(engine, sampled("b", max_tokens=2, logprobs=0))
+    assert logprobs(zero) == [TokenLogprob(-0.25), TokenLogprob(-0.25)]
+
+
+async def test_without_logprobs_deltas_carry_none(engine: SyntheticEngine) -> None:
+    events = await collect(engine, sampled("a", max_tokens=2))
+    assert all(e.logprobs is None for e in events if isinstance(e, TokenDelta))
+
+
+async def test_a_forcing_logit_bias_decides_the_token(engine: SyntheticEngine) -> None:
+    bias = ((7, 100.0), (9, 150.0), (1004, -100.0), (1005, 99.0))
+    events = await collect(engine, sampled("a", max_tokens=2, logit_bias=bias))
+    assert tokens(events) == [9, 9]  # the strongest bias wins
+    events = await collect(engine, sampled("b", max_tokens=3, logit_bias=bias[2:]))
+    assert tokens(events) == [1003, 1005, 1005]  # 1004 banned: the next id up instead
+
+
+async def test_a_stop_id_can_be_forced(engine: SyntheticEngine) -> None:
+    stop = frozenset({42})
+    events = await collect(engine, sampled("a", 9, logit_bias=((42, 100.0),), stop_token_ids=stop))
+    final = events[-1]
+    assert tokens(events) == [] and isinstance(final, Finished)
+    assert (final.reason, final.completion_tokens) == (FinishReason.STOP, 1)
+
+
+async def test_min_tokens_holds_stop_ids_back(engine: SyntheticEngine) -> None:
+    stop = frozenset({1004, 1006})
+    events = await collect(engine, sampled("a", 9, min_tokens=3, stop_token_ids=stop))
+    # 1004 comes up second and gives way to the next id up; 1006 stops as the fourth.
+    assert tokens(events) == [1003, 1005, 1005]
+    final = events[-1]
+    assert isinstance(final, Finished)
+    assert (final.reason, final.completion_tokens) == (FinishReason.STOP, 4)
+
+
+async def test_seed_and_penalties_change_nothing(engine: SyntheticEngine) -> None:
+    plain = tokens(await collect(engine, sampled("a", max_tokens=5)))
+    knobs: dict[str, Any] = {
+        "seed": 7,
+        "presence_penalty": 1.5,
+        "frequency_penalty": 1.0,
+        "repetition_penalty": 2.0,
+    }
+    assert tokens(await collect(engine, sampled("b", max_tokens=5, **knobs))) == plain
+
+
+async def test_constraints_are_refused(engine: SyntheticEngine) -> None:
+    constrained = sampled("a", constraint=Constraint(ConstraintKind.JSON_OBJECT))
+    with pytest.raises(EngineRequestError, match="cannot enforce constraints"):
+        await collect(engine, constrained)
+    assert engine.stats().waiting == engine.stats().running == 0
