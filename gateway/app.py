@@ -25,6 +25,7 @@ from engines.base import Engine
 from gateway.access_log import ObserveRequests, request_id_of
 from gateway.admission import Admission
 from gateway.chat import ChatCompletions
+from gateway.completions import Completions
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -37,6 +38,7 @@ from gateway.metrics import EngineCollector, Metrics
 from gateway.model_files import EMBEDDED_NAME, resolve_model_dir
 from gateway.prompts import PromptRenderer
 from gateway.routes import router
+from gateway.runs import Runner
 from gateway.security import APIKeyAuth, BodyLimit, api_key_digests
 from gateway.settings import Settings
 from gateway.state import Services
@@ -92,10 +94,16 @@ def _lifespan(
         try:
             await running.start()
             metrics.registry.register(EngineCollector(running.stats, model_name))
-            chat = ChatCompletions(
-                running, prompts, metrics, settings, model_name, admission, lifecycle
+            runner = Runner(running, prompts, metrics, settings, model_name, admission, lifecycle)
+            app.state.services = Services(
+                running,
+                ChatCompletions(runner),
+                Completions(runner),
+                prompts,
+                metrics,
+                model_name,
+                lifecycle,
             )
-            app.state.services = Services(running, chat, metrics, model_name, lifecycle)
             log.info("serving %s on the %s engine", model_name, running.name)
             yield
         finally:

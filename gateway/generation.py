@@ -1,4 +1,4 @@
-"""One request's run through the engine: text deltas out, usage and metrics at the end.
+"""One choice's run through the engine: deltas out, usage and metrics at the end.
 
 Every way out closes the engine's event iterator (`aclosing`), which aborts the
 request in the engine if it is still running: a stop string was matched, the
@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
 from engines.base import (
     Engine,
@@ -26,7 +27,7 @@ from gateway.admission import Ticket
 from gateway.errors import EngineFailure, EngineUnavailable, GatewayError, InvalidRequest
 from gateway.lifecycle import Watch
 from gateway.metrics import RequestMetrics
-from gateway.streaming import ChoiceStream
+from gateway.streaming import ChoiceStream, Delta
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +36,19 @@ class Usage:
     completion_tokens: int
     cached_tokens: int = 0
 
-    def body(self) -> dict[str, int]:
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+        )
+
+    def body(self) -> dict[str, Any]:
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
         }
 
 
@@ -61,8 +70,16 @@ class Generation:
         self._ticket = ticket
         self._watch = watch
 
-    async def deltas(self) -> AsyncIterator[str]:
-        """Text for the client, piece by piece; raises a `GatewayError` on failure."""
+    @property
+    def running_usage(self) -> Usage:
+        """Usage so far, for `continuous_usage_stats`."""
+        return Usage(len(self._request.prompt_token_ids), self.choice.tokens)
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        """What the client may see, step by step; raises a `GatewayError` on failure.
+
+        The admission ticket learns of the first token; the response releases it.
+        """
         finished: Finished | None = None
         outcome = "abort"  # unless it finishes or fails: the consumer went away
         try:
@@ -72,14 +89,14 @@ class Generation:
                         event = await self._next(events)
                         if isinstance(event, Finished):
                             finished = event
-                            text = self._finish(event)
+                            delta = self._finish(event)
                         else:
                             if self.choice.tokens == 0:
                                 self._ticket.started()
                             self._metrics.delivered()
-                            text = self.choice.push(event.token_ids)
-                        if text:
-                            yield text
+                            delta = self.choice.push(event.token_ids, event.logprobs)
+                        if delta:
+                            yield delta
         except EngineError as error:
             outcome = "error"
             raise self._engine_error(error) from error
@@ -87,7 +104,6 @@ class Generation:
             outcome = "error"
             raise
         finally:
-            self._ticket.release()
             self._record(finished, self.choice.finish_reason or outcome)
 
     async def _next(self, events: AsyncIterator[GenerationEvent]) -> GenerationEvent:
@@ -107,7 +123,7 @@ class Generation:
         finally:
             watch.awaiting = False
 
-    def _finish(self, event: Finished) -> str:
+    def _finish(self, event: Finished) -> Delta:
         if event.reason is FinishReason.ABORT:
             raise EngineUnavailable("the engine aborted the request")
         return self.choice.finish(event.reason)

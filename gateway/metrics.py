@@ -75,18 +75,19 @@ class Metrics:
             "gateway_request_queue_time_seconds", "Time waiting in the engine.", _E2E_BUCKETS
         )
 
-    def request(self) -> RequestMetrics:
-        return RequestMetrics(self)
+    def request(self, arrival: float) -> RequestMetrics:
+        """`arrival`: the request's `time.perf_counter()` when it came in."""
+        return RequestMetrics(self, arrival)
 
 
 class RequestMetrics:
-    """One request's timings, recorded per delivery; created at the request's arrival."""
+    """One engine request's timings (a choice's, with n > 1), recorded per delivery."""
 
     __slots__ = ("_arrival", "_last", "_metrics")
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, arrival: float) -> None:
         self._metrics = metrics
-        self._arrival = time.perf_counter()
+        self._arrival = arrival
         self._last = 0.0
 
     def delivered(self) -> None:

@@ -1,12 +1,14 @@
-"""Chat messages to prompt token ids, with the model's own tokenizer and template.
+"""Prompts to token ids and back, with the model's own tokenizer and chat template.
 
-Rendering runs in a small thread pool so that a burst of long prompts does not
-stall the event loop: the Rust tokenizer releases the GIL while it encodes.
+Rendering and encoding run in a small thread pool so that a burst of long
+prompts does not stall the event loop: the Rust tokenizer releases the GIL
+while it encodes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,16 +33,45 @@ class PromptRenderer:
             raise ValueError(f"{model_dir} has no chat template; set chat_template in the config")
         self._backend = self._tokenizer.backend_tokenizer
         self.eos_token_ids = _eos_token_ids(model_dir, self._tokenizer.eos_token_id)
+        self.vocab_size: int = len(self._tokenizer)
+        # Templates written for tool use read a `tools` variable; others drop tools silently.
+        self.renders_tools = "tools" in self._tokenizer.chat_template
+        self._token_texts: dict[int, str] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prompt")
 
-    async def render(self, messages: list[dict[str, str]]) -> list[int]:
+    async def render(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        template_kwargs: dict[str, Any] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> list[int]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.render_sync, messages)
+        render = functools.partial(
+            self.render_sync,
+            messages,
+            tools=tools,
+            template_kwargs=template_kwargs,
+            add_generation_prompt=add_generation_prompt,
+        )
+        return await loop.run_in_executor(self._pool, render)
 
-    def render_sync(self, messages: list[dict[str, str]]) -> list[int]:
+    def render_sync(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        template_kwargs: dict[str, Any] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> list[int]:
         try:
             text = self._tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=False
+                messages,
+                tools=tools,
+                add_generation_prompt=add_generation_prompt,
+                tokenize=False,
+                **(template_kwargs or {}),
             )
         except jinja2.TemplateError as error:
             # Templates reject what the model cannot take ("roles must alternate").
@@ -48,6 +79,24 @@ class PromptRenderer:
         # The template already wrote any BOS text: adding special tokens would double it.
         ids: list[int] = self._backend.encode(text, add_special_tokens=False).ids
         return ids
+
+    async def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
+        loop = asyncio.get_running_loop()
+        encode = functools.partial(self._backend.encode, add_special_tokens=add_special_tokens)
+        encoding = await loop.run_in_executor(self._pool, encode, text)
+        ids: list[int] = encoding.ids
+        return ids
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        text: str = self._backend.decode(token_ids, skip_special_tokens=False)
+        return text
+
+    def token_text(self, token_id: int) -> str:
+        """One token alone as text (a partial UTF-8 character shows as U+FFFD)."""
+        text = self._token_texts.get(token_id)
+        if text is None:
+            text = self._token_texts[token_id] = self.decode([token_id])
+        return text
 
     def detokenizer(self, prompt_token_ids: Sequence[int]) -> IncrementalDetokenizer:
         return IncrementalDetokenizer(self._backend, prompt_token_ids)

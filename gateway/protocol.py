@@ -2,18 +2,21 @@
 
 Policy: unknown fields are ignored (`extra="ignore"`), because clients send
 vendor fields freely and a 400 for them breaks agents. Known OpenAI fields that
-this gateway does not implement yet are declared so they can be rejected with a
-clear 400 instead of being silently dropped.
+this gateway does not implement are declared so they can be rejected with a
+clear 400 instead of being silently dropped. vLLM's sampling extensions
+(top_k, repetition_penalty, min_tokens, ignore_eos, stop_token_ids,
+include_stop_str_in_output) are accepted under their vLLM names.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from gateway.errors import UnsupportedParameter
+from gateway.errors import InvalidRequest, UnsupportedParameter
 
 
 class _Wire(BaseModel):
@@ -54,47 +57,69 @@ def _holds_lone_surrogate(data: object) -> bool:
     return False
 
 
+class ToolCallFunction(_Wire):
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCall(_Wire):
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class ChatMessage(_Wire):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Annotated[str | None, BeforeValidator(_join_text_parts)] = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = None  # a tool message answers this call
+    reasoning_content: str | None = None  # accepted, and not sent back to the model
 
-    def template_dict(self) -> dict[str, str]:
-        message = {"role": self.role, "content": self.content or ""}
+    def template_dict(self) -> dict[str, Any]:
+        """The message as chat templates take it (tool-call arguments as objects)."""
+        message: dict[str, Any] = {"role": self.role, "content": self.content or ""}
         if self.name is not None:
             message["name"] = self.name
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.function.name,
+                        "arguments": _json_or_text(call.function.arguments),
+                    },
+                }
+                for call in self.tool_calls
+            ]
         return message
+
+
+def _json_or_text(arguments: str) -> Any:
+    """Templates write arguments with `tojson`: a JSON string would be encoded twice."""
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
 
 
 class StreamOptions(_Wire):
     include_usage: bool = False
+    continuous_usage_stats: bool = False  # usage in every chunk, not only at the end
 
 
-class ChatCompletionRequest(_Wire):
-    model: str
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    top_k: Annotated[int, Field(ge=0)] | None = None  # vLLM-style extension
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    user: str | None = None
+class ResponseFormat(_Wire):
+    type: Literal["text", "json_object", "json_schema", "regex", "grammar"] = "text"
+    json_schema: dict[str, Any] | None = None  # {"name", "schema", "strict"}
+    regex: str | None = None  # type "regex": a vLLM/SGLang-style extension
+    grammar: str | None = None  # type "grammar": xgrammar EBNF
 
-    # Declared so that they are refused clearly until they are implemented.
-    n: Annotated[int, Field(ge=1)] = 1
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    functions: list[dict[str, Any]] | None = None
-    response_format: dict[str, Any] | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
+
+class _Body(_Wire):
+    """A whole request body."""
 
     @model_validator(mode="before")
     @classmethod
@@ -103,9 +128,34 @@ class ChatCompletionRequest(_Wire):
             raise ValueError("the body holds a lone UTF-16 surrogate, which is not valid Unicode")
         return data
 
+
+class SamplingFields(_Body):
+    """What chat and text completions share: the model and how to sample it."""
+
+    model: str
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    seed: int | None = None
+    n: Annotated[int, Field(ge=1)] = 1
+    stop: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
+    include_stop_str_in_output: bool = False
+    ignore_eos: bool = False
+    min_tokens: Annotated[int, Field(ge=0)] = 0
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
+    repetition_penalty: Annotated[float, Field(gt=0, le=2)] = 1.0
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    response_format: ResponseFormat | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None  # ignored unless stream: clients send it anyway
+    user: str | None = None
+
     @property
     def requested_max_tokens(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
+        return self.max_tokens
 
     @property
     def stop_strings(self) -> list[str]:
@@ -117,22 +167,94 @@ class ChatCompletionRequest(_Wire):
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 
+    @property
+    def continuous_usage(self) -> bool:
+        options = self.stream_options
+        return options is not None and options.include_usage and options.continuous_usage_stats
+
+    @property
+    def top_logprobs_count(self) -> int | None:
+        """None: no logprobs; else how many alternatives per token (0 or more)."""
+        raise NotImplementedError
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    logprobs: bool = False
+    top_logprobs: Annotated[int, Field(ge=0)] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    chat_template_kwargs: dict[str, Any] | None = None  # e.g. {"enable_thinking": false}
+    functions: list[dict[str, Any]] | None = None  # deprecated by OpenAI: refused
+
+    @property
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def top_logprobs_count(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
+
     def reject_unsupported(self) -> None:
-        """Raise for parameters that would change the output but are not implemented."""
-        refused = {
-            "n": self.n != 1,
-            "logprobs": bool(self.logprobs),
-            "top_logprobs": bool(self.top_logprobs),
-            "tools": bool(self.tools),
-            "tool_choice": self.tool_choice not in (None, "none"),
-            "functions": bool(self.functions),
-            "response_format": (self.response_format or {}).get("type", "text") != "text",
-            "presence_penalty": bool(self.presence_penalty),
-            "frequency_penalty": bool(self.frequency_penalty),
-            "logit_bias": bool(self.logit_bias),
-        }
-        for param, is_set in refused.items():
-            if is_set:
-                raise UnsupportedParameter(
-                    f"'{param}' is not supported by this server yet", param=param
-                )
+        if self.functions:
+            raise UnsupportedParameter(
+                "'functions' is deprecated and not supported; use 'tools'", param="functions"
+            )
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequest("'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+
+
+PromptIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
+class CompletionRequest(SamplingFields):
+    prompt: (
+        str
+        | PromptIds
+        | Annotated[list[str], Field(min_length=1)]
+        | Annotated[list[PromptIds], Field(min_length=1)]
+    )
+    logprobs: Annotated[int, Field(ge=0)] | None = None
+    echo: bool = False
+    suffix: str | None = None  # refused: no fill-in-the-middle
+    best_of: Annotated[int, Field(ge=1)] | None = None  # refused unless equal to n
+
+    @property
+    def top_logprobs_count(self) -> int | None:
+        return self.logprobs
+
+    def reject_unsupported(self) -> None:
+        if self.suffix:
+            raise UnsupportedParameter("'suffix' is not supported", param="suffix")
+        if self.best_of is not None and self.best_of != self.n:
+            raise UnsupportedParameter("'best_of' other than 'n' is not supported", param="best_of")
+        if self.echo and self.logprobs is not None:
+            raise UnsupportedParameter(
+                "'echo' with 'logprobs' (prompt logprobs) is not supported", param="echo"
+            )
+
+    def prompts(self) -> list[str | list[int]]:
+        """The prompts, each text or token ids: a batch of n choices each."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if isinstance(prompt[0], int):
+            return [[int(i) for i in prompt]]
+        return list(prompt)
+
+
+class TokenizeRequest(_Body):
+    """`POST /tokenize`: a prompt, or messages through the chat template."""
+
+    model: str | None = None
+    prompt: str | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = None
+    add_special_tokens: bool = False  # prompts: True adds BOS where the tokenizer has one
+    add_generation_prompt: bool = True  # messages
+
+
+class DetokenizeRequest(_Body):
+    model: str | None = None
+    tokens: list[Annotated[int, Field(ge=0)]]

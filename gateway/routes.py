@@ -1,4 +1,4 @@
-"""The HTTP routes. Handlers stay thin: the work lives in `chat` and `metrics`."""
+"""The HTTP routes. Handlers stay thin: the work lives in `chat`, `completions` and `metrics`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from gateway import access_log
-from gateway.errors import EngineUnavailable
-from gateway.protocol import ChatCompletionRequest
+from gateway.errors import EngineUnavailable, InvalidRequest, ModelNotFound
+from gateway.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    TokenizeRequest,
+)
 from gateway.state import Services, services
 
 
@@ -52,6 +57,50 @@ async def chat_completions(
     if not svc.engine.healthy():
         raise EngineUnavailable("the engine is not ready")
     return await svc.chat.create(body, request_id, request.receive)
+
+
+@router.post(
+    "/v1/completions",
+    response_model=None,
+    responses={200: {"content": {"text/event-stream": {}}}, 400: _ERROR},
+)
+async def completions(
+    body: CompletionRequest, svc: ServicesDep, request_id: RequestIdDep, request: Request
+) -> Response:
+    if not svc.engine.healthy():
+        raise EngineUnavailable("the engine is not ready")
+    return await svc.completions.create(body, request_id, request.receive)
+
+
+@router.post("/tokenize", responses={400: _ERROR})
+async def tokenize(body: TokenizeRequest, svc: ServicesDep) -> dict[str, Any]:
+    """A prompt's token ids, or the messages' through the chat template (vLLM's shape)."""
+    _check_model(body.model, svc)
+    if (body.prompt is None) == (body.messages is None):
+        raise InvalidRequest("give either 'prompt' or 'messages'", param="prompt")
+    if body.messages is not None:
+        messages = [m.template_dict() for m in body.messages]
+        ids = await svc.prompts.render(messages, add_generation_prompt=body.add_generation_prompt)
+    else:
+        assert body.prompt is not None
+        ids = await svc.prompts.encode(body.prompt, add_special_tokens=body.add_special_tokens)
+    return {"count": len(ids), "max_model_len": svc.engine.limits().max_seq_len, "tokens": ids}
+
+
+@router.post("/detokenize", responses={400: _ERROR})
+async def detokenize(body: DetokenizeRequest, svc: ServicesDep) -> dict[str, Any]:
+    _check_model(body.model, svc)
+    if any(token >= svc.prompts.vocab_size for token in body.tokens):
+        raise InvalidRequest(
+            f"token ids must be below the vocabulary size, {svc.prompts.vocab_size}",
+            param="tokens",
+        )
+    return {"prompt": svc.prompts.decode(body.tokens)}
+
+
+def _check_model(model: str | None, svc: Services) -> None:
+    if model is not None and model != svc.model_name:
+        raise ModelNotFound(f"The model `{model}` does not exist.", param="model")
 
 
 @router.get("/v1/models")

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     max_prompt_chars: PositiveInt = 1_000_000  # all messages' text together
     max_stop_strings: PositiveInt = 16
     max_stop_chars: PositiveInt = 256  # each stop string
+    max_logprobs: int = Field(default=20, ge=0)  # top_logprobs per token (OpenAI's own cap)
+    max_choices: PositiveInt = 16  # n
+    max_prompts: PositiveInt = 64  # prompts in one text completion request
+
+    # How this model writes tool calls and reasoning (gateway/tool_parsers.py and
+    # gateway/reasoning.py). A template without tool support gets the tools from a
+    # system prompt in this format.
+    tool_parser: Literal["hermes", "llama3_json", "mistral"] = "hermes"
+    reasoning_parser: Literal["think"] | None = None  # None: output has no reasoning part
 
     # Admission control: past either bound, 429 with Retry-After.
     max_concurrent_requests: PositiveInt = 2048  # admitted and not yet finished

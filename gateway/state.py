@@ -8,14 +8,18 @@ from fastapi import Request
 
 from engines.base import Engine
 from gateway.chat import ChatCompletions
+from gateway.completions import Completions
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
+from gateway.prompts import PromptRenderer
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     engine: Engine
     chat: ChatCompletions
+    completions: Completions
+    prompts: PromptRenderer
     metrics: Metrics
     model_name: str
     lifecycle: Lifecycle

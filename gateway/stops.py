@@ -3,7 +3,8 @@
 Text that might be the start of a stop string is held back until the next
 pieces decide it: "Hel" is held while "Hello" is a stop string, and released
 once the text goes on as "Help". A matched stop string and everything after it
-are dropped.
+are dropped, unless the client asked for the stop string itself
+(`include_stop_str_in_output`).
 
     >>> matcher = StopMatcher(["\\nUser:"])
     >>> matcher.push("Sure.\\nUs")
@@ -18,21 +19,22 @@ from collections.abc import Sequence
 
 
 class StopMatcher:
-    __slots__ = ("_held", "_stops")
+    __slots__ = ("_held", "_include", "_stops")
 
-    def __init__(self, stops: Sequence[str]) -> None:
+    def __init__(self, stops: Sequence[str], *, include: bool = False) -> None:
         if any(not stop for stop in stops):
             raise ValueError("stop strings must not be empty")
         self._stops = tuple(stops)
+        self._include = include
         self._held = ""
 
     def push(self, text: str) -> tuple[str, bool]:
         """Text safe to emit now, and whether a stop string was found."""
         buffer = self._held + text
-        found = self._earliest_stop(buffer)
-        if found >= 0:
+        start, end = self._earliest_stop(buffer)
+        if start >= 0:
             self._held = ""
-            return buffer[:found], True
+            return buffer[: end if self._include else start], True
         keep = self._partial_stop_suffix(buffer)
         self._held = buffer[len(buffer) - keep :]
         return buffer[: len(buffer) - keep], False
@@ -42,8 +44,9 @@ class StopMatcher:
         held, self._held = self._held, ""
         return held
 
-    def _earliest_stop(self, buffer: str) -> int:
-        """Start of the stop string that completes first (the longest, on a tie), or -1.
+    def _earliest_stop(self, buffer: str) -> tuple[int, int]:
+        """Start and end of the stop string that completes first (the longest, on a
+        tie), or (-1, -1).
 
         Generation would have stopped where a stop string first *ends*, so the
         answer does not depend on how the text was split into pieces.
@@ -56,7 +59,7 @@ class StopMatcher:
             end = start + len(stop)
             if end < best_end or (end == best_end and start < best_start):
                 best_end, best_start = end, start
-        return best_start
+        return best_start, best_end
 
     def _partial_stop_suffix(self, buffer: str) -> int:
         """Length of the longest end of `buffer` that begins some stop string."""

@@ -1,27 +1,39 @@
-"""Per-choice stream state, and SSE chunk bytes built without pydantic.
+"""Per-choice stream state: token ids in, what the client may see out.
 
-`ChoiceStream` turns token ids into the text a client may see: detokenized,
-stop strings held back and cut. Streaming and non-streaming responses both
-read it, so their content is the same by construction.
+`ChoiceStream.push` runs one choice's text through its stages, each one
+holding back what the next pieces may still change:
 
-`ChunkEncoder` pre-encodes the fields that never change within a completion
-(id, created, model) once, and splices each delta into them with orjson: the
-per-token cost is one small `orjson.dumps` of the text.
+    token ids -> detokenizer -> stop strings -> reasoning split -> tool-call parser
+
+and returns a `Delta`: content, reasoning, tool-call pieces and the tokens'
+logprobs. Streaming and non-streaming responses both read it, so their content
+is the same by construction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
-import orjson
-
-from engines.base import FinishReason
+from engines.base import FinishReason, TokenLogprob
 from gateway.detokenizer import IncrementalDetokenizer
+from gateway.reasoning import ReasoningSplitter
 from gateway.stops import StopMatcher
+from gateway.tool_parsers import ToolCallDelta, ToolCallParser
 
-DONE = b"data: [DONE]\n\n"
+
+@dataclass(slots=True)
+class Delta:
+    """What one choice adds to its output in one step."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    token_ids: Sequence[int] = ()  # the tokens these logprobs are of
+    logprobs: Sequence[TokenLogprob] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.content or self.reasoning or self.tool_calls or self.logprobs)
 
 
 @dataclass(slots=True)
@@ -29,62 +41,53 @@ class ChoiceStream:
     index: int
     detokenizer: IncrementalDetokenizer
     stops: StopMatcher | None = None
+    reasoning: ReasoningSplitter | None = None
+    tools: ToolCallParser | None = None
     tokens: int = 0  # token ids received from the engine
+    text_offset: int = 0  # text-completion logprobs: where the next token's text starts
     finish_reason: str | None = None  # set once: by a stop string or by `finish`
 
-    def push(self, token_ids: Sequence[int]) -> str:
-        """Text to send for these new tokens; sets `finish_reason` on a stop string."""
+    def push(
+        self, token_ids: Sequence[int], logprobs: Sequence[TokenLogprob] | None = None
+    ) -> Delta:
+        """What these new tokens add; sets `finish_reason` on a stop string."""
         self.tokens += len(token_ids)
         text = self.detokenizer.push(token_ids)
-        if self.stops is None or not text:
-            return text
-        text, stopped = self.stops.push(text)
+        stopped = False
+        if self.stops is not None and text:
+            text, stopped = self.stops.push(text)
+        delta = self._split(text, final=stopped)
         if stopped:
-            self.finish_reason = "stop"
-        return text
+            self.finish_reason = self._reason(FinishReason.STOP)
+        if logprobs:
+            delta.token_ids, delta.logprobs = token_ids, logprobs
+        return delta
 
-    def finish(self, reason: FinishReason) -> str:
+    def finish(self, reason: FinishReason) -> Delta:
         """The engine finished the choice: the held-back text, now safe to send."""
-        self.finish_reason = "length" if reason is FinishReason.LENGTH else "stop"
-        return self.stops.flush() if self.stops is not None else ""
+        text = self.stops.flush() if self.stops is not None else ""
+        delta = self._split(text, final=True)
+        self.finish_reason = self._reason(reason)
+        return delta
 
+    def _split(self, text: str, *, final: bool) -> Delta:
+        if self.reasoning is None and self.tools is None:
+            return Delta(text)
+        reasoning = ""
+        if self.reasoning is not None:
+            reasoning, text = self.reasoning.push(text)
+            if final:
+                more_reasoning, more_text = self.reasoning.flush()
+                reasoning, text = reasoning + more_reasoning, text + more_text
+        calls: list[ToolCallDelta] = []
+        if self.tools is not None:
+            text, calls = self.tools.push(text)
+            if final:
+                more_text, more_calls = self.tools.flush()
+                text, calls = text + more_text, calls + more_calls
+        return Delta(text, reasoning, calls)
 
-class ChunkEncoder:
-    """`data: {...}\\n\\n` frames of one chat completion stream."""
-
-    __slots__ = ("_choice_head", "_head")
-
-    def __init__(self, completion_id: str, created: int, model: str) -> None:
-        fields = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-        }
-        self._head = b"data: " + orjson.dumps(fields)[:-1]  # open, to splice the rest into
-        self._choice_head = self._head + b',"choices":[{"index":'
-
-    def role(self, index: int) -> bytes:
-        return self._choice(index, b'{"role":"assistant","content":""}', b"null")
-
-    def content(self, index: int, text: str) -> bytes:
-        return self._choice(index, b'{"content":' + orjson.dumps(text) + b"}", b"null")
-
-    def finish(self, index: int, reason: str) -> bytes:
-        return self._choice(index, b"{}", orjson.dumps(reason))
-
-    def usage(self, usage: dict[str, Any]) -> bytes:
-        return self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
-
-    def _choice(self, index: int, delta: bytes, finish_reason: bytes) -> bytes:
-        return b"".join(
-            (
-                self._choice_head,
-                str(index).encode(),
-                b',"delta":',
-                delta,
-                b',"logprobs":null,"finish_reason":',
-                finish_reason,
-                b"}]}\n\n",
-            )
-        )
+    def _reason(self, reason: FinishReason) -> str:
+        if reason is FinishReason.LENGTH:
+            return "length"
+        return "tool_calls" if self.tools is not None and self.tools.calls else "stop"

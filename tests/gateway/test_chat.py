@@ -77,28 +77,42 @@ def test_strict_mode_rejects_too_large_max_tokens(strict_gateway: LiveServer) ->
     )
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("n", 2),
-        ("logprobs", True),
-        ("top_logprobs", 3),
-        ("tools", [{"type": "function", "function": {"name": "f"}}]),
-        ("tool_choice", "required"),
-        ("response_format", {"type": "json_object"}),
-        ("presence_penalty", 0.5),
-        ("frequency_penalty", 0.5),
-        ("logit_bias", {"42": 1.0}),
-    ],
-)
-def test_not_yet_supported_parameters_are_400(
-    synthetic_gateway: LiveServer, field: str, value: object
-) -> None:
-    response = post(synthetic_gateway, {"model": MODEL, "messages": MESSAGES, field: value})
+def test_deprecated_functions_are_refused_by_name(synthetic_gateway: LiveServer) -> None:
+    functions = [{"name": "f", "parameters": {"type": "object"}}]
+    response = post(
+        synthetic_gateway, {"model": MODEL, "messages": MESSAGES, "functions": functions}
+    )
     assert response.status_code == 400
     error = error_of(response)
-    assert error["param"] == field
-    assert error["code"] == "unsupported_parameter"
+    assert (error["param"], error["code"]) == ("functions", "unsupported_parameter")
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"n": 17}, "n"),
+        ({"logit_bias": {"49152": 1}}, "logit_bias"),
+        ({"stop_token_ids": [10**6]}, "stop_token_ids"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+            "response_format",
+        ),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            "tool_choice.function.name",
+        ),
+    ],
+)
+def test_fields_that_cannot_be_honoured_are_400s(
+    synthetic_gateway: LiveServer, fields: dict[str, object], param: str
+) -> None:
+    response = post(synthetic_gateway, {"model": MODEL, "messages": MESSAGES, **fields})
+    assert response.status_code == 400, response.text
+    assert error_of(response)["param"] == param
 
 
 @pytest.mark.parametrize(

@@ -78,3 +78,9 @@ def test_stop_string_and_what_follows_are_dropped() -> None:
     matcher = StopMatcher(["\nUser:"])
     assert matcher.push("Sure.\nUs") == ("Sure.", False)
     assert matcher.push("er: hi") == ("", True)
+
+
+def test_the_stop_string_itself_is_kept_when_asked_for() -> None:
+    matcher = StopMatcher(["END"], include=True)
+    assert matcher.push("done E") == ("done ", False)
+    assert matcher.push("ND and more") == ("END", True)

@@ -1,60 +1,15 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from openai.types.chat import ChatCompletionChunk
 from tokenizers import Tokenizer
 
-from engines.base import FinishReason
+from engines.base import FinishReason, TokenLogprob
 from gateway.detokenizer import IncrementalDetokenizer
+from gateway.reasoning import ReasoningSplitter
 from gateway.stops import StopMatcher
-from gateway.streaming import DONE, ChoiceStream, ChunkEncoder
-
-ENCODER = ChunkEncoder("chatcmpl-1", 1700000000, "m")
-
-
-def payload(frame: bytes) -> dict[str, object]:
-    assert frame.startswith(b"data: ")
-    assert frame.endswith(b"\n\n")
-    parsed: dict[str, object] = json.loads(frame[6:-2])
-    return parsed
-
-
-def test_role_chunk() -> None:
-    assert payload(ENCODER.role(0)) == {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "m",
-        "choices": [
-            {
-                "index": 0,
-                "delta": {"role": "assistant", "content": ""},
-                "logprobs": None,
-                "finish_reason": None,
-            }
-        ],
-    }
-
-
-def test_content_chunk_escapes_text_and_parses_in_the_sdk() -> None:
-    text = 'quote " backslash \\ newline \n emoji 😀'
-    frame = ENCODER.content(2, text)
-    chunk = ChatCompletionChunk.model_validate(payload(frame))
-    assert chunk.choices[0].index == 2
-    assert chunk.choices[0].delta.content == text
-    assert chunk.choices[0].finish_reason is None
-
-
-def test_finish_and_usage_chunks() -> None:
-    finish = ChatCompletionChunk.model_validate(payload(ENCODER.finish(0, "length")))
-    assert finish.choices[0].finish_reason == "length"
-    assert finish.choices[0].delta.content is None
-    usage = payload(ENCODER.usage({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}))
-    assert usage["choices"] == []
-    assert usage["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-    assert DONE == b"data: [DONE]\n\n"
+from gateway.streaming import ChoiceStream
+from gateway.tool_parsers import ToolCallDelta
 
 
 def test_choice_stream_cuts_at_stop_and_reports_it(model_dir: Path) -> None:
@@ -63,7 +18,7 @@ def test_choice_stream_cuts_at_stop_and_reports_it(model_dir: Path) -> None:
     choice = ChoiceStream(0, IncrementalDetokenizer(tokenizer, []), StopMatcher([" Two"]))
     text = ""
     for token_id in ids:
-        text += choice.push([token_id])
+        text += choice.push([token_id]).content
         if choice.finish_reason:
             break
     assert (text, choice.finish_reason) == ("One.", "stop")
@@ -74,7 +29,57 @@ def test_choice_stream_finish_releases_held_text(model_dir: Path) -> None:
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     ids = tokenizer.encode("ends with T", add_special_tokens=False).ids
     choice = ChoiceStream(0, IncrementalDetokenizer(tokenizer, []), StopMatcher([" The end"]))
-    text = choice.push(ids)
-    assert text == "ends with"
-    assert choice.finish(FinishReason.LENGTH) == " T"
+    assert choice.push(ids).content == "ends with"
+    assert choice.finish(FinishReason.LENGTH).content == " T"
     assert choice.finish_reason == "length"
+
+
+class _Tools:
+    """A tool parser that takes everything after "CALL" as one call named f."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def push(self, text: str) -> tuple[str, list[ToolCallDelta]]:
+        if "CALL" not in text:
+            return text, []
+        self.calls += 1
+        before, _, args = text.partition("CALL")
+        return before, [ToolCallDelta(0, "call_1", "f", args)]
+
+    def flush(self) -> tuple[str, list[ToolCallDelta]]:
+        return "", []
+
+
+def test_a_choice_with_tool_calls_finishes_with_tool_calls(model_dir: Path) -> None:
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    ids = tokenizer.encode("Sure CALL{}", add_special_tokens=False).ids
+    choice = ChoiceStream(0, IncrementalDetokenizer(tokenizer, []), tools=_Tools())
+    delta = choice.push(ids)
+    assert (delta.content, delta.tool_calls) == ("Sure ", [ToolCallDelta(0, "call_1", "f", "{}")])
+    choice.finish(FinishReason.STOP)
+    assert choice.finish_reason == "tool_calls"
+
+
+def test_a_truncated_tool_call_finishes_with_length(model_dir: Path) -> None:
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    choice = ChoiceStream(0, IncrementalDetokenizer(tokenizer, []), tools=_Tools())
+    choice.push(tokenizer.encode("CALL{", add_special_tokens=False).ids)
+    choice.finish(FinishReason.LENGTH)
+    assert choice.finish_reason == "length"
+
+
+def test_reasoning_is_split_from_content(model_dir: Path) -> None:
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    ids = tokenizer.encode("<think>hmm</think>Yes", add_special_tokens=False).ids
+    choice = ChoiceStream(0, IncrementalDetokenizer(tokenizer, []), reasoning=ReasoningSplitter())
+    pushed, final = choice.push(ids), choice.finish(FinishReason.STOP)
+    assert (pushed.reasoning + final.reasoning, pushed.content + final.content) == ("hmm", "Yes")
+
+
+def test_logprobs_come_with_the_tokens_they_are_of(model_dir: Path) -> None:
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    choice = ChoiceStream(0, IncrementalDetokenizer(tokenizer, []))
+    logprobs = [TokenLogprob(-0.5)]
+    delta = choice.push([42], logprobs)
+    assert (list(delta.token_ids), delta.logprobs) == ([42], logprobs)

@@ -1,0 +1,172 @@
+"""What chat and text completions share: checks, the choices' engine requests, and
+their events merged into one sequence.
+
+A request with p prompts and n choices is p x n engine requests, choice index
+`prompt * n + choice` (OpenAI's order). Each is a `Generation` with its own
+stream state, deadline and metrics; they share one admission ticket, released
+by the response. Prefix caching makes the n - 1 repeated prompts cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+from engines.base import Constraint, Engine, GenerationRequest, SamplingParams
+from gateway.admission import Admission, Ticket
+from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.generation import Generation, Usage
+from gateway.lifecycle import Lifecycle
+from gateway.metrics import Metrics
+from gateway.prompts import PromptRenderer
+from gateway.protocol import SamplingFields
+from gateway.sampling import sampling_params
+from gateway.settings import Settings
+from gateway.streaming import ChoiceStream, Delta
+
+ChoiceFactory = Callable[[int, list[int]], ChoiceStream]  # (index, prompt ids) -> state
+Event = tuple[Generation, Delta | None]  # None: that choice has finished
+
+
+class Run:
+    """The choices of one request, running."""
+
+    def __init__(self, generations: list[Generation], ticket: Ticket, n: int) -> None:
+        self.generations = generations
+        self.ticket = ticket
+        self._n = n
+
+    def usage(self, *, running: bool = False) -> Usage:
+        """Choices of one prompt share it: its tokens count once, as OpenAI counts them."""
+        total = Usage(0, 0)
+        for index, generation in enumerate(self.generations):
+            usage = generation.running_usage if running else generation.usage
+            assert usage is not None  # set once the generation has ended
+            if index % self._n:
+                usage = Usage(0, usage.completion_tokens)
+            total += usage
+        return total
+
+    def events(self) -> AsyncIterator[Event]:
+        if len(self.generations) == 1:
+            return _alone(self.generations[0])
+        return _merged(self.generations)
+
+
+async def _alone(generation: Generation) -> AsyncIterator[Event]:
+    async for delta in generation.deltas():
+        yield generation, delta
+    yield generation, None
+
+
+async def _merged(generations: list[Generation]) -> AsyncIterator[Event]:
+    """Every choice's deltas as they come; the first error ends them all."""
+    queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+
+    async def pump(generation: Generation) -> None:
+        try:
+            async for delta in generation.deltas():
+                queue.put_nowait((generation, delta))
+            queue.put_nowait((generation, None))
+        except Exception as error:
+            queue.put_nowait(error)
+
+    tasks = [asyncio.create_task(pump(generation)) for generation in generations]
+    try:
+        running = len(tasks)
+        while running:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            running -= item[1] is None
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()  # closes each engine iterator: aborts what still runs
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Runner:
+    engine: Engine
+    prompts: PromptRenderer
+    metrics: Metrics
+    settings: Settings
+    model_name: str
+    admission: Admission
+    lifecycle: Lifecycle
+    _sequence: Iterator[int] = field(default_factory=itertools.count, init=False)
+
+    def check(self, body: SamplingFields) -> None:
+        """What can be refused before any tokenizing."""
+        self.lifecycle.ensure_open()
+        settings = self.settings
+        if body.model != self.model_name:
+            raise ModelNotFound(f"The model `{body.model}` does not exist.", param="model")
+        if body.n > settings.max_choices:
+            raise InvalidRequest(f"'n' must be at most {settings.max_choices}", param="n")
+        stops = body.stop_strings
+        if len(stops) > settings.max_stop_strings:
+            raise InvalidRequest(
+                f"at most {settings.max_stop_strings} stop strings are allowed", param="stop"
+            )
+        if any(not stop or len(stop) > settings.max_stop_chars for stop in stops):
+            raise InvalidRequest(
+                f"stop strings must have 1 to {settings.max_stop_chars} characters", param="stop"
+            )
+
+    def start(
+        self,
+        body: SamplingFields,
+        request_id: str,
+        prompts: list[list[int]],
+        constraint: Constraint | None,
+        choice: ChoiceFactory,
+        arrival: float,
+    ) -> Run:
+        """`request_id` is the HTTP request's (X-Request-Id): engine ids get a suffix,
+        because clients reuse ids (retries) and engines key requests by id.
+        `arrival`: `time.perf_counter()` at arrival, where time to first token starts."""
+        samplings = [self._sampling(body, ids, constraint) for ids in prompts]
+        ticket = self.admission.admit(sum(map(len, prompts)) * body.n)
+        generations = []
+        for prompt_index, (ids, sampling) in enumerate(zip(prompts, samplings, strict=True)):
+            for n in range(body.n):
+                request = GenerationRequest(
+                    f"{request_id}-{next(self._sequence)}", ids, _nth(sampling, n)
+                )
+                generations.append(
+                    Generation(
+                        self.engine,
+                        request,
+                        choice(prompt_index * body.n + n, ids),
+                        self.metrics.request(arrival),
+                        ticket,
+                        self.lifecycle.watch(),
+                    )
+                )
+        return Run(generations, ticket, body.n)
+
+    def _sampling(
+        self, body: SamplingFields, ids: list[int], constraint: Constraint | None
+    ) -> SamplingParams:
+        return sampling_params(
+            body,
+            len(ids),
+            limits=self.engine.limits(),
+            settings=self.settings,
+            vocab_size=self.prompts.vocab_size,
+            eos_token_ids=self.prompts.eos_token_ids,
+            constraint=constraint,
+        )
+
+
+def _nth(sampling: SamplingParams, n: int) -> SamplingParams:
+    """Choice n's sampling: a seeded request's choices must still differ."""
+    if n == 0 or sampling.seed is None:
+        return sampling
+    return replace(sampling, seed=sampling.seed + n)
