@@ -120,11 +120,13 @@ class ChatCompletions:
     def _choices(self, body: ChatCompletionRequest, calls_tools: bool) -> ChoiceFactory:
         prompts, settings = self.runner.prompts, self.runner.settings
         stops = body.stop_strings
+        mistral_calls = calls_tools and settings.tool_parser == "mistral"
 
         def choice(index: int, prompt_ids: list[int]) -> ChoiceStream:
             return ChoiceStream(
                 index,
-                prompts.detokenizer(prompt_ids),
+                # Mistral marks calls with a special token, which decoding would drop.
+                prompts.detokenizer(prompt_ids, skip_special=not mistral_calls),
                 StopMatcher(stops, include=body.include_stop_str_in_output) if stops else None,
                 ReasoningSplitter() if settings.reasoning_parser == "think" else None,
                 TOOL_PARSERS[settings.tool_parser]() if calls_tools else None,

@@ -21,12 +21,16 @@ _PRIME_TOKENS = 4
 
 
 class IncrementalDetokenizer:
-    __slots__ = ("_recent", "_stream", "_tokenizer")
+    __slots__ = ("_recent", "_skip_special", "_stream", "_tokenizer")
 
-    def __init__(self, tokenizer: Tokenizer, prompt_token_ids: Sequence[int]) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, prompt_token_ids: Sequence[int], *, skip_special: bool = True
+    ) -> None:
+        """`skip_special=False` keeps special tokens as text: Mistral's `[TOOL_CALLS]` is one."""
         self._tokenizer = tokenizer
+        self._skip_special = skip_special
         self._recent = list(prompt_token_ids[-_PRIME_TOKENS:])
-        self._stream = DecodeStream(ids=self._recent, skip_special_tokens=True)
+        self._stream = DecodeStream(ids=self._recent, skip_special_tokens=skip_special)
 
     def push(self, token_ids: Sequence[int]) -> str:
         """The text that `token_ids` complete; "" while a character is still partial."""
@@ -41,6 +45,6 @@ class IncrementalDetokenizer:
             # An id sequence the decoder cannot extend (tokenizers raises "invalid
             # prefix"): start a fresh stream instead of failing the request.
             log.warning("detokenizer reset at token id %d", token_id, exc_info=True)
-            self._stream = DecodeStream(skip_special_tokens=True)
+            self._stream = DecodeStream(skip_special_tokens=self._skip_special)
             piece = self._stream.step(self._tokenizer, token_id)
         return piece

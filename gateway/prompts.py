@@ -98,8 +98,10 @@ class PromptRenderer:
             text = self._token_texts[token_id] = self.decode([token_id])
         return text
 
-    def detokenizer(self, prompt_token_ids: Sequence[int]) -> IncrementalDetokenizer:
-        return IncrementalDetokenizer(self._backend, prompt_token_ids)
+    def detokenizer(
+        self, prompt_token_ids: Sequence[int], *, skip_special: bool = True
+    ) -> IncrementalDetokenizer:
+        return IncrementalDetokenizer(self._backend, prompt_token_ids, skip_special=skip_special)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -49,3 +49,10 @@ def test_special_tokens_are_not_shown(tokenizer: Tokenizer) -> None:
     eos = tokenizer.token_to_id("<|im_end|>")
     assert eos is not None
     assert detokenizer.push([*hello, eos]) == "Hello"
+
+
+def test_special_tokens_are_dropped_unless_kept(tokenizer: Tokenizer) -> None:
+    ids = tokenizer.encode("<|im_start|>hi", add_special_tokens=False).ids
+    assert IncrementalDetokenizer(tokenizer, []).push(ids) == "hi"
+    kept = IncrementalDetokenizer(tokenizer, [], skip_special=False)
+    assert kept.push(ids) == "<|im_start|>hi"
