@@ -22,6 +22,7 @@ from gateway.bodies import chat_choice, collect
 from gateway.chunks import ChatChunks
 from gateway.errors import InvalidRequest
 from gateway.logprobs import LogprobFormatter
+from gateway.prompts import PromptRenderer
 from gateway.protocol import ChatCompletionRequest
 from gateway.reasoning import ReasoningSplitter
 from gateway.responses import EventStream, collected, sse_frames
@@ -128,7 +129,7 @@ class ChatCompletions:
                 # Mistral marks calls with a special token, which decoding would drop.
                 prompts.detokenizer(prompt_ids, skip_special=not mistral_calls),
                 StopMatcher(stops, include=body.include_stop_str_in_output) if stops else None,
-                ReasoningSplitter() if settings.reasoning_parser == "think" else None,
+                _reasoning(prompts, prompt_ids) if settings.reasoning_parser == "think" else None,
                 TOOL_PARSERS[settings.tool_parser]() if calls_tools else None,
             )
 
@@ -155,3 +156,9 @@ async def _complete(
         "usage": run.usage().body(),
     }
     return Response(orjson.dumps(response), media_type="application/json")
+
+
+def _reasoning(prompts: PromptRenderer, prompt_ids: list[int]) -> ReasoningSplitter:
+    """Templates of thinking models often open the <think> block themselves."""
+    opened = prompts.decode(prompt_ids[-4:]).rstrip().endswith("<think>")
+    return ReasoningSplitter(starts_in_reasoning=opened)

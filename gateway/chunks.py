@@ -49,7 +49,7 @@ class ChatChunks(_Frames):
     """`chat.completion.chunk` frames. With a reasoning parser, every delta names
     `reasoning_content` (null when empty): clients read it as an attribute."""
 
-    __slots__ = ("_reasoning",)
+    __slots__ = ("_no_reasoning", "_reasoning")
 
     def __init__(
         self,
@@ -62,9 +62,10 @@ class ChatChunks(_Frames):
     ) -> None:
         super().__init__("chat.completion.chunk", completion_id, created, model, logprobs)
         self._reasoning = reasoning
+        self._no_reasoning = b',"reasoning_content":null' if reasoning else b""
 
     def role(self, choice: ChoiceStream) -> bytes:
-        delta = b'{"role":"assistant","content":""}'
+        delta = b'{"role":"assistant","content":""' + self._no_reasoning + b"}"
         return self._frame(
             choice.index, b',"delta":' + delta + b',"logprobs":null,"finish_reason":null', None
         )
@@ -88,8 +89,11 @@ class ChatChunks(_Frames):
 
     def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None = None) -> bytes:
         reason = orjson.dumps(choice.finish_reason or "stop")
+        delta = b"{" + self._no_reasoning[1:] + b"}"
         return self._frame(
-            choice.index, b',"delta":{},"logprobs":null,"finish_reason":' + reason, usage
+            choice.index,
+            b',"delta":' + delta + b',"logprobs":null,"finish_reason":' + reason,
+            usage,
         )
 
     def _delta_fields(self, delta: Delta) -> dict[str, Any]:

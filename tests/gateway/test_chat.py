@@ -285,3 +285,33 @@ def test_a_configured_chat_template_replaces_the_models(
     # "user: Hello there\nassistant:" is a handful of tokens; ChatML with its
     # default system prompt is over thirty.
     assert plain < 10 < prompt_tokens(synthetic_gateway)
+
+
+@pytest.fixture(scope="module")
+def thinking_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A template that opens the model's <think> block, as thinking models' templates do."""
+    template = tmp_path_factory.mktemp("template") / "thinking.jinja"
+    template.write_text(
+        "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant: <think>"
+    )
+    settings = Settings(
+        engine="synthetic",
+        chat_template=template,
+        reasoning_parser="think",
+        synthetic=SyntheticSettings(token_seconds=0.001, max_seq_len=512),
+    )
+    yield from serve(settings)
+
+
+def test_output_inside_an_opened_think_block_is_reasoning(thinking_gateway: LiveServer) -> None:
+    sdk = openai.OpenAI(base_url=f"{thinking_gateway.url}/v1", api_key="unused")
+    whole = sdk.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4)
+    message = whole.choices[0].message.model_dump()
+    assert message["content"] is None or message["content"] == ""
+    assert message["reasoning_content"]
+    stream = sdk.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4, stream=True)
+    deltas = [chunk.choices[0].delta.model_dump() for chunk in stream]
+    # Every delta names reasoning_content, so clients can read it as an attribute.
+    assert all("reasoning_content" in delta for delta in deltas)
+    streamed = "".join(delta["reasoning_content"] or "" for delta in deltas[1:])
+    assert streamed == message["reasoning_content"]
