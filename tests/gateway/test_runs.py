@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import openai
+import json
+import time
+from collections.abc import Iterator
 
-from tests.conftest import LiveServer
+import httpx
+import openai
+import pytest
+
+from engines.settings import SyntheticSettings
+from gateway.settings import Settings
+from tests.conftest import LiveServer, serve
 
 MODEL = "SmolLM2-135M-Instruct"
 
@@ -69,3 +77,51 @@ def test_continuous_usage_counts_up_in_every_chunk(synthetic_gateway: LiveServer
     )
     counts = [c.usage.completion_tokens for c in stream if c.choices and c.usage is not None]
     assert counts == sorted(counts) and counts[-1] == 4
+
+
+@pytest.fixture(scope="module")
+def every_other_fails() -> Iterator[LiveServer]:
+    # 50 ms steps: a choice left running would still run for about 20 s.
+    settings = SyntheticSettings(token_seconds=0.05, max_seq_len=512, fail_every_nth_request=2)
+    yield from serve(Settings(engine="synthetic", synthetic=settings))
+
+
+def test_one_failing_choice_ends_the_stream_and_aborts_the_others(
+    every_other_fails: LiveServer,
+) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "n": 2,
+        "max_tokens": 300,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{every_other_fails.url}/v1/chat/completions", json=body) as r:
+        payloads = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    assert json.loads(payloads[-2])["error"]["code"] == "engine_error"
+    deadline = time.monotonic() + 5
+    while every_other_fails.metric("gateway_num_requests_running") != 0:
+        assert time.monotonic() < deadline, "the other choice kept generating"
+        time.sleep(0.02)
+
+
+def test_a_client_leaving_an_n_choice_stream_aborts_every_choice(
+    synthetic_gateway: LiveServer,
+) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "n": 3,
+        "max_tokens": 400,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{synthetic_gateway.url}/v1/chat/completions", json=body) as r:
+        lines = r.iter_lines()
+        for _ in range(12):
+            next(lines)
+        assert synthetic_gateway.metric("gateway_num_requests_running") == 3
+    deadline = time.monotonic() + 5
+    while synthetic_gateway.metric("gateway_num_requests_running") != 0:
+        assert time.monotonic() < deadline, "the engine kept generating for a gone client"
+        time.sleep(0.02)
