@@ -80,6 +80,29 @@ def test_stream_assembles_to_the_invoked_message(synthetic_gateway: LiveServer) 
     assert merged.usage_metadata["output_tokens"] == 6
 
 
+def test_logprobs_in_response_metadata(synthetic_gateway: LiveServer) -> None:
+    message = chat_model(synthetic_gateway, max_tokens=4, logprobs=True, top_logprobs=2).invoke(
+        "Say hello."
+    )
+    entries = message.response_metadata["logprobs"]["content"]
+    assert len(entries) == 4
+    assert "".join(entry["token"] for entry in entries) == message.content
+    for entry in entries:
+        assert entry["logprob"] <= 0
+        assert entry["bytes"] == list(entry["token"].encode())
+        assert len(entry["top_logprobs"]) == 2
+
+
+def test_cached_tokens_in_usage_metadata(synthetic_gateway: LiveServer) -> None:
+    """LangChain reads usage.prompt_tokens_details.cached_tokens as `cache_read`."""
+    llm = chat_model(synthetic_gateway, max_tokens=1)
+    prompt = "The sea, again and again. " * 40
+    llm.invoke(prompt)
+    usage = llm.invoke(prompt).usage_metadata
+    assert usage is not None
+    assert 64 <= usage["input_token_details"]["cache_read"] <= usage["input_tokens"]
+
+
 def test_tool_results_go_back_to_the_model(synthetic_gateway: LiveServer) -> None:
     """An agent's second turn: the assistant's call and the tool's answer are rendered."""
     history = [

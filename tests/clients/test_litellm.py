@@ -17,8 +17,7 @@ from tests.clients.common import (
     CITY_QUESTION,
     MODEL,
     TIME_PARAMETERS,
-    TOOLS,
-    WEATHER_PARAMETERS,
+    TIME_TOOL,
     WEATHER_QUESTION,
     validate,
 )
@@ -89,34 +88,13 @@ def test_streaming(litellm: ModuleType, synthetic_gateway: LiveServer) -> None:
 
 
 @pytest.mark.model
-def test_named_tool_call(litellm: ModuleType, transformers_gateway: LiveServer) -> None:
-    response = complete(
-        litellm,
-        transformers_gateway,
-        messages=[{"role": "user", "content": WEATHER_QUESTION}],
-        tools=TOOLS,
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=60,
-        temperature=0,
-    )
-    choice = response.choices[0]
-    calls = choice.message.tool_calls
-    assert calls is not None and len(calls) == 1
-    assert isinstance(calls[0], litellm.ChatCompletionMessageToolCall)
-    assert calls[0].id.startswith("call_")
-    assert calls[0].type == "function"
-    assert calls[0].function.name == "get_weather"
-    validate(json.loads(calls[0].function.arguments), WEATHER_PARAMETERS)
-
-
-@pytest.mark.model
 def test_streamed_named_tool_call(litellm: ModuleType, transformers_gateway: LiveServer) -> None:
     messages = [{"role": "user", "content": WEATHER_QUESTION}]
     stream = complete(
         litellm,
         transformers_gateway,
         messages=messages,
-        tools=TOOLS,
+        tools=[TIME_TOOL],
         tool_choice={"type": "function", "function": {"name": "get_time"}},
         max_tokens=60,
         temperature=0,
@@ -127,7 +105,9 @@ def test_streamed_named_tool_call(litellm: ModuleType, transformers_gateway: Liv
     assert choice.finish_reason in ("tool_calls", "stop")
     calls = choice.message.tool_calls
     assert calls is not None and len(calls) == 1
+    assert isinstance(calls[0], litellm.ChatCompletionMessageToolCall)
     assert calls[0].id.startswith("call_")
+    assert calls[0].type == "function"
     assert calls[0].function.name == "get_time"
     validate(json.loads(calls[0].function.arguments), TIME_PARAMETERS)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import openai
@@ -100,12 +99,10 @@ def test_named_tool_choice_calls_that_tool(model_sdk: openai.OpenAI) -> None:
 
 
 @pytest.mark.model
-def test_stream_helper_assembles_and_parses_a_strict_tool_call(
-    model_sdk: openai.OpenAI,
-) -> None:
-    """`chat.completions.stream` accumulates the deltas and parses strict tools' arguments."""
+def test_streamed_tool_call(model_sdk: openai.OpenAI) -> None:
+    """The raw chunks, assembled by hand as agent frameworks do, and by the SDK's
+    `chat.completions.stream` helper, which also parses a strict tool's arguments."""
     tool = openai.pydantic_function_tool(Weather, name="get_weather")
-    events: list[Any] = []
     with model_sdk.chat.completions.stream(
         model=MODEL,
         messages=WEATHER,
@@ -113,41 +110,13 @@ def test_stream_helper_assembles_and_parses_a_strict_tool_call(
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
         max_tokens=60,
         temperature=0,
-    ) as stream:
-        for event in stream:
-            events.append(event)
-        final = stream.get_final_completion()
-    done = [e for e in events if e.type == "tool_calls.function.arguments.done"]
-    assert len(done) == 1
-    assert done[0].name == "get_weather"
-    assert done[0].index == 0
-    assert isinstance(done[0].parsed_arguments, Weather)
-    choice = final.choices[0]
-    assert choice.finish_reason in ("tool_calls", "stop")
-    assert choice.message.tool_calls
-    call = choice.message.tool_calls[0]
-    assert call.id.startswith("call_")
-    assert call.function.name == "get_weather"
-    assert isinstance(call.function.parsed_arguments, Weather)
-    assert call.function.parsed_arguments == Weather.model_validate_json(call.function.arguments)
-
-
-@pytest.mark.model
-def test_streamed_tool_call_deltas_assemble_by_index(model_sdk: openai.OpenAI) -> None:
-    """The raw chunks, assembled by hand the way agent frameworks do it."""
-    stream = model_sdk.chat.completions.create(
-        model=MODEL,
-        messages=WEATHER,
-        tools=TOOL_PARAMS,
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=60,
-        temperature=0,
-        stream=True,
         stream_options={"include_usage": True},
-    )
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_completion()
     calls: dict[int, dict[str, str]] = {}
     content, reasons, roles, usage = "", [], [], None
-    for chunk in stream:
+    for chunk in (event.chunk for event in events if event.type == "chunk"):
         assert chunk.object == "chat.completion.chunk"
         if not chunk.choices:
             usage = chunk.usage
@@ -172,11 +141,22 @@ def test_streamed_tool_call_deltas_assemble_by_index(model_sdk: openai.OpenAI) -
     assert roles[0] == "assistant"
     assert content == ""
     assert reasons in (["tool_calls"], ["stop"])
-    assert sorted(calls) == list(range(len(calls)))
+    assert list(calls) == [0]
     assert calls[0]["name"] == "get_weather"
     validate(json.loads(calls[0]["args"]), WEATHER_PARAMETERS)
     assert usage is not None
     assert usage.completion_tokens > 0
+
+    done = [e for e in events if e.type == "tool_calls.function.arguments.done"]
+    assert len(done) == 1
+    assert (done[0].name, done[0].index) == ("get_weather", 0)
+    assert isinstance(done[0].parsed_arguments, Weather)
+    answer = final.choices[0]
+    assert answer.finish_reason == reasons[0]
+    assert answer.message.tool_calls
+    call = answer.message.tool_calls[0]
+    assert (call.id, call.function.arguments) == (calls[0]["id"], calls[0]["args"])
+    assert call.function.parsed_arguments == Weather.model_validate_json(calls[0]["args"])
 
 
 # --- structured output -----------------------------------------------------------------
@@ -334,6 +314,20 @@ def test_n_sampled_choices_with_the_model(model_sdk: openai.OpenAI) -> None:
     assert completion.usage is not None
     assert completion.usage.completion_tokens <= 8
     assert all(c.message.content for c in completion.choices)
+
+
+def test_cached_prompt_tokens_in_usage(synthetic_sdk: openai.OpenAI) -> None:
+    """A repeated long prompt is served from the prefix cache: `prompt_tokens_details`."""
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "The sea, again and again. " * 40}
+    ]
+    first = synthetic_sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=1)
+    second = synthetic_sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=1)
+    assert first.usage is not None and second.usage is not None
+    assert second.usage.prompt_tokens == first.usage.prompt_tokens > 128
+    details = second.usage.prompt_tokens_details
+    assert details is not None and details.cached_tokens is not None
+    assert 64 <= details.cached_tokens <= second.usage.prompt_tokens
 
 
 # --- /v1/completions -------------------------------------------------------------------
