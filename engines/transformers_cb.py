@@ -9,13 +9,15 @@ transformers' manager thread is the one owner of the model: it schedules, runs
 one forward pass per step and hands each request's cumulative output to its
 `OutputRouter`, which calls our handler on the event loop once per step for the
 whole batch (`deliver_batch`). The handler diffs each request's tokens into its
-`TokenChannel`; nothing else crosses threads but a few counters read by `stats`.
+`TokenChannel`, with the logprobs our sampler recorded on the manager thread
+(`engines/transformers_sampler.py`); nothing else crosses threads but the
+sampler's per-request state and a few counters read by `stats`.
 
 Traps in transformers 5.23 this module works around:
 - Left unset, the KV cache is sized from host RAM (about 9 GB); it is always
   bounded here by `num_blocks` x `block_size`.
-- Per-request sampling needs a particular base configuration
-  (`engines/transformers_manager.py` says why).
+- Its per-request sampling is slow, unseeded and all but closed to processors
+  of our own: `engines/transformers_manager.py` says how ours gets in.
 - A cancelled request gets no terminal output and its result handler leaks:
   `_abort` removes the handler itself, and drops the output of the step in
   flight, which then lands in a shared queue nobody reads.
@@ -46,17 +48,22 @@ from engines.base import (
 from engines.channel import TokenChannel
 from engines.settings import TransformersSettings
 from engines.transformers_manager import (
-    GREEDY,
     create_manager,
     drop_stray_outputs,
     kv_blocks_used,
     placement,
-    sampling_kwargs,
+)
+from engines.transformers_sampler import (
+    RequestSampler,
+    SamplerProcessor,
+    compile_constraint,
+    grammar_compiler,
 )
 
 logger = logging.getLogger(__name__)
 
 _STOP_TIMEOUT_S = 30.0
+_SLOTS = 2**31  # sampler slots travel as int32
 
 
 @dataclass(slots=True)
@@ -66,6 +73,8 @@ class _Live:
     channel: TokenChannel
     stop_ids: frozenset[int]
     prompt_tokens: int
+    slot: int
+    sampler: RequestSampler
     sent: int = 0  # generated tokens handed to the channel (or dropped: the stop id)
     # Written on the manager thread by its prefix-cache lookup, read at the end.
     looked_up: bool = False
@@ -91,8 +100,11 @@ class TransformersEngine:
         self._scheduler: Any = None
         self._limits: EngineLimits | None = None
         self._vocab_size = 0
+        self._sampler = SamplerProcessor()
+        self._grammars: Any = None  # xgrammar's GrammarCompiler
         self._live: dict[str, _Live] = {}
         self._ids = itertools.count()
+        self._slots = itertools.count()
         self._prefix = _PrefixCounters(block_size=settings.block_size)
         self._closed = False
 
@@ -120,7 +132,7 @@ class TransformersEngine:
     def _start_manager(self) -> Any:
         """Load the model, start the manager and warm it up; off the event loop (seconds)."""
         import torch
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         settings = self._settings
         if settings.threads is not None:
@@ -128,11 +140,16 @@ class TransformersEngine:
         model = AutoModelForCausalLM.from_pretrained(
             self._model_dir, dtype=getattr(torch, settings.dtype), **placement(settings)
         )
-        manager = create_manager(model, settings)
+        vocab_size = int(model.config.vocab_size)
+        self._grammars = grammar_compiler(
+            AutoTokenizer.from_pretrained(self._model_dir), vocab_size
+        )
+        manager = create_manager(model, settings, self._sampler)
         manager.start()
         # The first forward passes set kernels up (about a second on 2 cores):
         # pay that here rather than in the first request's time to first token.
-        manager.add_request(list(range(1, 17)), request_id="warm-up", max_new_tokens=2, **GREEDY)
+        # Without a sampler slot, its rows are greedy.
+        manager.add_request(list(range(1, 17)), request_id="warm-up", max_new_tokens=2)
         result = manager.get_result("warm-up", timeout=_STOP_TIMEOUT_S)
         if result is None or result.error is not None:
             manager.stop(block=True, timeout=_STOP_TIMEOUT_S, hard_stop=True)
@@ -220,7 +237,9 @@ class TransformersEngine:
         )
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
-        request_id, live = self._submit(request)
+        max_new_tokens = self._checked_max_new_tokens(request)
+        sampler = await self._request_sampler(request)
+        request_id, live = self._submit(request, max_new_tokens, sampler)
         try:
             async with contextlib.aclosing(live.channel.events()) as events:
                 async for event in events:
@@ -229,24 +248,36 @@ class TransformersEngine:
             # Still live: the consumer left before Finished (closed us, or was cancelled).
             self._abort(request_id)
 
-    def _submit(self, request: GenerationRequest) -> tuple[str, _Live]:
+    async def _request_sampler(self, request: GenerationRequest) -> RequestSampler:
+        constraint = request.sampling.constraint
+        grammar = None
+        if constraint is not None:  # compiling takes up to seconds: off the event loop
+            grammar = await asyncio.to_thread(compile_constraint, self._grammars, constraint)
+        return RequestSampler(request.sampling, request.prompt_token_ids, self._vocab_size, grammar)
+
+    def _submit(
+        self, request: GenerationRequest, max_new_tokens: int, sampler: RequestSampler
+    ) -> tuple[str, _Live]:
         manager = self._manager
         if manager is None or not self.healthy():
             raise EngineError("the transformers engine is not running")
-        max_new_tokens = self._checked_max_new_tokens(request)
         request_id = f"{request.request_id}#{next(self._ids)}"  # unique even if callers reuse ids
         sampling = request.sampling
-        live = _Live(TokenChannel(), sampling.stop_token_ids, len(request.prompt_token_ids))
+        slot = next(self._slots) % _SLOTS
+        channel = TokenChannel(logprobs=sampling.logprobs is not None)
+        live = _Live(channel, sampling.stop_token_ids, len(request.prompt_token_ids), slot, sampler)
         self._live[request_id] = live
+        self._sampler.requests[slot] = sampler
         manager.register_result_handler(request_id, self._on_output)
         try:
+            # An empty list is taken as is: no EOS stop (None would mean the default).
             added = manager.add_request(
                 request.prompt_token_ids,
                 request_id=request_id,
                 max_new_tokens=max_new_tokens,
                 streaming=True,
                 eos_token_id=sorted(sampling.stop_token_ids),
-                **sampling_kwargs(sampling, self._vocab_size),
+                sampler_slot=slot,
             )
         except Exception as error:
             self._abort(request_id)
@@ -277,26 +308,36 @@ class TransformersEngine:
 
     def _on_output(self, output: Any) -> None:
         """One request's cumulative output after an engine step; runs on the event loop."""
-        live = self._live.get(output.request_id)
+        request_id = output.request_id
+        live = self._live.get(request_id)
         if live is None:  # aborted meanwhile: its output was already on its way
             return
-        if output.error is not None:
-            del self._live[output.request_id]
-            live.channel.fail(EngineError(f"generation failed: {output.error}"))
+        finished = output.is_finished()
+        error = output.error or live.sampler.error
+        if error is not None:
+            self._forget(request_id)
+            live.channel.fail(EngineError(f"generation failed: {error}"))
+            if not finished:
+                self._cancel(request_id)
             return
         tokens: list[int] = output.generated_tokens
-        finished = output.is_finished()
-        stopped = finished and bool(tokens) and tokens[-1] in live.stop_ids
-        end = len(tokens) - 1 if stopped else len(tokens)  # the stop id is counted, not sent
-        if end > live.sent:
-            live.channel.put(tokens[live.sent : end])
-            live.sent = end
-        if finished:
+        end, completion, reason = _outcome(live, tokens, finished)
+        self._send(live, tokens, end)
+        if reason is not None:
             scheduled_at = output.lifespan[0]
             queued = scheduled_at - output.created_time if scheduled_at > 0 else 0.0
-            reason = FinishReason.STOP if stopped else FinishReason.LENGTH
-            self._end(output.request_id, reason, len(tokens), max(0.0, queued))
+            self._end(request_id, reason, completion, max(0.0, queued))
+            if not finished:  # ended by its grammar: the manager would go on
+                self._cancel(request_id)
             drop_stray_outputs(self._manager)
+
+    def _send(self, live: _Live, tokens: list[int], end: int) -> None:
+        if end > live.sent:
+            # The sampler recorded a logprob per token before the manager saw it.
+            sampler = live.sampler
+            logprobs = sampler.logprobs[live.sent : end] if sampler.logprobs_k is not None else ()
+            live.channel.put(tokens[live.sent : end], logprobs)
+            live.sent = end
 
     def _end(
         self,
@@ -305,7 +346,9 @@ class TransformersEngine:
         completion: int | None = None,
         queued: float = 0.0,
     ) -> None:
-        live = self._live.pop(request_id)
+        live = self._forget(request_id)
+        if live is None:
+            return
         live.channel.finish(
             Finished(
                 reason=reason,
@@ -316,10 +359,19 @@ class TransformersEngine:
             )
         )
 
+    def _forget(self, request_id: str) -> _Live | None:
+        """Drop a request's state on our side, its sampler included."""
+        live = self._live.pop(request_id, None)
+        if live is not None:
+            self._sampler.requests.pop(live.slot, None)
+        return live
+
     def _abort(self, request_id: str) -> None:
         """Drop a request the engine has not finished; a no-op for a finished one."""
-        if self._live.pop(request_id, None) is None:
-            return
+        if self._forget(request_id) is not None:
+            self._cancel(request_id)
+
+    def _cancel(self, request_id: str) -> None:
         manager = self._manager
         if manager is not None:
             manager.cancel_request(request_id)  # frees its KV blocks on the next step
@@ -344,4 +396,19 @@ class TransformersEngine:
         logger.error("transformers manager thread exited: %s", fatal)
         error = EngineError(f"the transformers engine stopped: {fatal or 'manager thread exited'}")
         for request_id in list(self._live):
-            self._live.pop(request_id).channel.fail(error)
+            live = self._forget(request_id)
+            if live is not None:
+                live.channel.fail(error)
+
+
+def _outcome(
+    live: _Live, tokens: list[int], finished: bool
+) -> tuple[int, int, FinishReason | None]:
+    """How many tokens to send, how many were generated, and why it ends (None: it goes on)."""
+    ended_at = live.sampler.ended_at
+    if ended_at is not None and len(tokens) >= ended_at:
+        # The grammar is complete and no stop id may end it: it ends here.
+        return ended_at, ended_at, FinishReason.STOP
+    if finished and tokens and tokens[-1] in live.stop_ids:
+        return len(tokens) - 1, len(tokens), FinishReason.STOP  # the stop id is counted, not sent
+    return len(tokens), len(tokens), FinishReason.LENGTH if finished else None

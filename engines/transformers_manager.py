@@ -1,11 +1,26 @@
-"""Driving transformers' continuous-batching manager: its configuration, each
-request's sampling arguments, and the few reads of its internals the engine needs.
+"""Driving transformers' continuous-batching manager: its configuration, and the
+few reads of its internals the engine needs.
 
-Per-request temperature/top_k/top_p exist only if the base GenerationConfig has
-non-default values for them, and sampling versus argmax is one switch for the
-whole batch: so sampling is always on, and greedy is a sampler that keeps one
-token. (Its cost: the top-k and top-p processors sort the vocabulary for every
-row of every step.)
+transformers' own per-request sampling is three processors (temperature, top-k,
+top-p) that exist only if the base GenerationConfig has non-default values for
+them, with sampling versus argmax one switch for the whole batch; they sort the
+vocabulary twice per row per step and cannot honour a seed. So the manager is
+created greedy, with no processor of transformers', and given one of ours
+(`engines/transformers_sampler.py`) that chooses every token itself.
+
+Traps in transformers 5.23 around that processor:
+- The manager builds its processor list in `__init__` from the generation
+  config; ours replaces it before `start()`, which sizes the per-step argument
+  storage from it. A list built by hand counts no argument row for a processor
+  of ours (`tensors_required` counts only the ones transformers converted), and
+  the manager thread would fail on the missing row: we set it to 1.
+- The list's `do_processing` is fixed at its creation (non-empty: true); it is
+  what makes the model runner call the processors at all. The config was
+  resolved with the manager's own empty list (`has_logit_processors` false),
+  which only picks the memory share of a cache sized from free memory: moot,
+  `num_blocks` is always set.
+- CUDA graphs would capture the processor once and replay it without running
+  its Python (and async batching rides on graphs): both are off.
 """
 
 from __future__ import annotations
@@ -14,18 +29,8 @@ import contextlib
 import queue
 from typing import Any
 
-from engines.base import EngineError, SamplingParams
+from engines.base import EngineError
 from engines.settings import TransformersSettings
-
-# Never used for sampling (every request passes its own values); non-default
-# only so that transformers creates the three per-request processors.
-BASE_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 0.7, "top_k": 50, "top_p": 0.95}
-# top_k=1 keeps the argmax and exact ties only; a top_p below float32's epsilon
-# then keeps a single token, so a tie cannot make the sampler pick at random.
-GREEDY: dict[str, Any] = {"temperature": 1.0, "top_k": 1, "top_p": 1e-9}
-# Below this (or NaN), a temperature is greedy: dividing logits by a tiny one
-# overflows to inf, and a NaN probability kills transformers' manager thread.
-_MIN_TEMPERATURE = 1e-5
 
 
 def placement(settings: TransformersSettings) -> dict[str, Any]:
@@ -39,39 +44,32 @@ def placement(settings: TransformersSettings) -> dict[str, Any]:
     return {"device_map": settings.device}
 
 
-def create_manager(model: Any, settings: TransformersSettings) -> Any:
-    from transformers import ContinuousBatchingConfig, GenerationConfig
+def create_manager(model: Any, settings: TransformersSettings, processor: Any) -> Any:
+    """A manager, not started, whose one logits processor is `processor`."""
+    from transformers import ContinuousBatchingConfig, GenerationConfig, LogitsProcessorList
+    from transformers.generation.continuous_batching.cb_logits_processors import (
+        ContinuousBatchingLogitsProcessorList,
+    )
 
     eos = model.generation_config.eos_token_id
     generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
-        **BASE_SAMPLING, eos_token_id=eos, pad_token_id=eos
+        do_sample=False, eos_token_id=eos, pad_token_id=eos
     )
     cb_config = ContinuousBatchingConfig(
         num_blocks=settings.num_blocks,  # set, so the cache is never sized from host RAM
         page_size=settings.block_size,
         max_batch_tokens=settings.max_batch_tokens,
         max_requests_per_batch=settings.max_batch_size,
-        per_request_processors=True,
+        use_cuda_graph=False,
+        use_async_batching=False,
     )
-    return model.init_continuous_batching(
+    manager = model.init_continuous_batching(
         generation_config=generation_config, continuous_batching_config=cb_config
     )
-
-
-def sampling_kwargs(sampling: SamplingParams, vocab_size: int) -> dict[str, Any]:
-    """Per-request processor arguments; transformers checks their types (floats, int).
-
-    `seed` is not honoured: transformers draws from one generator for the batch.
-    """
-    if not sampling.temperature >= _MIN_TEMPERATURE:  # NaN included
-        return dict(GREEDY)
-    # transformers' top_k=0 would keep one token; the whole vocabulary means no filter.
-    top_k = vocab_size if sampling.top_k <= 0 else min(sampling.top_k, vocab_size)
-    return {
-        "temperature": float(sampling.temperature),
-        "top_k": int(top_k),
-        "top_p": float(min(max(sampling.top_p, 0.0), 1.0)),
-    }
+    processors = ContinuousBatchingLogitsProcessorList(LogitsProcessorList([processor]))
+    processors.tensors_required = 1  # the slot row (the module docstring says why)
+    manager.logit_processor = processors
+    return manager
 
 
 def drop_stray_outputs(manager: Any) -> None:

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engines.base import (
+    Constraint,
+    ConstraintKind,
     EngineError,
+    EngineRequestError,
     Finished,
     FinishReason,
     GenerationRequest,
     SamplingParams,
     TokenDelta,
+    TokenLogprob,
 )
 from engines.settings import TransformersSettings
 from engines.transformers_cb import TransformersEngine
@@ -42,6 +49,12 @@ def eos(tokenizer: Any) -> int:
 @pytest.fixture(scope="module")
 def france(tokenizer: Any) -> list[int]:
     return chat(tokenizer, "What is the capital of France?")
+
+
+@pytest.fixture(scope="module")
+def hf_model(model_dir: Path) -> Any:
+    """The same weights outside the engine, for reference outputs."""
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +96,34 @@ def greedy(
     return GenerationRequest("test", prompt, sampling)
 
 
+def request_with(prompt: list[int], max_tokens: int, **sampling: Any) -> GenerationRequest:
+    return GenerationRequest("test", prompt, SamplingParams(max_tokens, **sampling))
+
+
 async def run(engine: TransformersEngine, request: GenerationRequest) -> tuple[list[int], Finished]:
     """Every generated id and the final event, checking the event order on the way."""
+    tokens, _, final = await run_with_logprobs(engine, request)
+    return tokens, final
+
+
+async def run_with_logprobs(
+    engine: TransformersEngine, request: GenerationRequest
+) -> tuple[list[int], list[TokenLogprob], Finished]:
     tokens: list[int] = []
+    logprobs: list[TokenLogprob] = []
     async with asyncio.timeout(TIMEOUT_S), aclosing(engine.generate(request)) as events:
         async for event in events:
             if isinstance(event, TokenDelta):
                 assert event.token_ids, "a TokenDelta is never empty"
                 tokens += event.token_ids
+                if request.sampling.logprobs is None:
+                    assert event.logprobs is None
+                else:
+                    assert event.logprobs is not None
+                    assert len(event.logprobs) == len(event.token_ids)
+                    logprobs += event.logprobs
             else:
-                return tokens, event
+                return tokens, logprobs, event
     raise AssertionError("the events ended without Finished")
 
 
@@ -113,11 +144,10 @@ async def test_greedy_answer_stops_on_eos(engine, tokenizer, eos, france) -> Non
     assert final.queue_seconds >= 0
 
 
-async def test_greedy_is_argmax(engine, model_dir, france) -> None:
-    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model.generation_config.eos_token_id = None  # as the engine request: no stop id
+async def test_greedy_is_argmax(engine, hf_model, france) -> None:
+    hf_model.generation_config.eos_token_id = None  # as the engine request: no stop id
     with torch.no_grad():
-        output = model.generate(torch.tensor([france]), do_sample=False, max_new_tokens=24)
+        output = hf_model.generate(torch.tensor([france]), do_sample=False, max_new_tokens=24)
     expected = output[0, len(france) :].tolist()
 
     tokens, final = await run(engine, greedy(france, 24))
@@ -177,6 +207,161 @@ async def test_sampling_parameters_are_per_request(engine, france) -> None:
     assert results[1][0] == results[3][0] == results[4][0]  # top_k=1 is greedy too
 
 
+async def test_the_same_seed_gives_the_same_output(engine, france) -> None:
+    def seeded(seed: int) -> GenerationRequest:
+        return request_with(france, 16, temperature=1.0, seed=seed)
+
+    first, _ = await run(engine, seeded(1))
+    again, _ = await run(engine, seeded(1))
+    other, _ = await run(engine, seeded(2))
+
+    assert again == first
+    assert other != first
+
+
+async def test_logit_bias_forces_and_bans_tokens(engine, tokenizer, france) -> None:
+    reference, _ = await run(engine, greedy(france, 4))
+    banana = tokenizer.encode(" banana")[0]
+
+    banned, forced = await asyncio.gather(
+        run(engine, request_with(france, 4, temperature=0.0, logit_bias=((reference[0], -100.0),))),
+        run(engine, request_with(france, 4, temperature=1.0, logit_bias=((banana, 100.0),))),
+    )
+
+    assert banned[0][0] != reference[0]
+    assert forced[0] == [banana] * 4
+
+
+async def test_min_tokens_holds_back_eos(engine, eos, france) -> None:
+    natural, _ = await run(engine, greedy(france, 32, frozenset({eos})))
+    min_tokens = len(natural) + 8
+
+    tokens, _ = await run(
+        engine,
+        request_with(
+            france, 64, temperature=0.0, min_tokens=min_tokens, stop_token_ids=frozenset({eos})
+        ),
+    )
+
+    assert len(tokens) >= min_tokens
+    assert eos not in tokens
+
+
+async def test_penalties_change_the_output(engine, france) -> None:
+    penalties = [
+        {"frequency_penalty": 1.5},
+        {"presence_penalty": 1.5},
+        {"repetition_penalty": 1.5},
+    ]
+    reference, _ = await run(engine, greedy(france, 32))
+
+    results = await asyncio.gather(
+        *(run(engine, request_with(france, 32, temperature=0.0, **p)) for p in penalties)
+    )
+
+    for (tokens, _), params in zip(results, penalties, strict=True):
+        assert tokens != reference, params
+
+
+async def test_logprobs_are_of_the_models_logits(engine, hf_model, eos, france) -> None:
+    request = request_with(france, 16, temperature=0.0, logprobs=5, stop_token_ids=frozenset({eos}))
+    with torch.no_grad():
+        first = torch.log_softmax(hf_model(torch.tensor([france])).logits[0, -1], dim=-1)
+
+    tokens, logprobs, final = await run_with_logprobs(engine, request)
+
+    assert final.reason is FinishReason.STOP
+    assert len(logprobs) == len(tokens)  # none for the unsent EOS
+    for token, record in zip(tokens, logprobs, strict=True):
+        assert len(record.top) == 5
+        values = [value for _, value in record.top]
+        assert values == sorted(values, reverse=True)
+        assert record.top[0] == (token, record.logprob)  # greedy: the top-1
+    expected = torch.topk(first, 5)
+    assert [t for t, _ in logprobs[0].top] == expected.indices.tolist()
+    assert [v for _, v in logprobs[0].top] == pytest.approx(expected.values.tolist(), abs=1e-4)
+
+
+async def test_json_schema_output_is_valid(engine, tokenizer, eos) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    prompt = chat(tokenizer, "Describe a person as JSON with a name and an age.")
+    constraint = Constraint(ConstraintKind.JSON_SCHEMA, json.dumps(schema))
+    request = request_with(
+        prompt, 96, temperature=0.0, stop_token_ids=frozenset({eos}), constraint=constraint
+    )
+
+    tokens, final = await run(engine, request)
+
+    assert final.reason is FinishReason.STOP
+    jsonschema.validate(json.loads(tokenizer.decode(tokens)), schema)
+
+
+async def test_json_object_without_stop_ids_ends_when_complete(engine, tokenizer) -> None:
+    prompt = chat(tokenizer, "What is the capital of France? Answer in JSON.")
+    constraint = Constraint(ConstraintKind.JSON_OBJECT)
+    request = request_with(prompt, 200, temperature=0.0, constraint=constraint)  # ignore_eos
+
+    tokens, final = await run(engine, request)
+
+    assert final.reason is FinishReason.STOP
+    assert final.completion_tokens == len(tokens)
+    assert isinstance(json.loads(tokenizer.decode(tokens)), dict)
+
+
+async def test_regex_and_grammar_constraints(engine, tokenizer, eos, france) -> None:
+    stop = frozenset({eos})
+    regex = Constraint(ConstraintKind.REGEX, r"(Paris|Lyon|Nice), [A-Z][a-z]+\.")
+    grammar = Constraint(ConstraintKind.GRAMMAR, 'root ::= "The answer is " ("yes" | "no") "."')
+
+    (by_regex, _), (by_grammar, _) = await asyncio.gather(
+        run(
+            engine, request_with(france, 32, temperature=0.0, stop_token_ids=stop, constraint=regex)
+        ),
+        run(
+            engine,
+            request_with(france, 32, temperature=0.7, stop_token_ids=stop, constraint=grammar),
+        ),
+    )
+
+    assert re.fullmatch(regex.spec, tokenizer.decode(by_regex))
+    assert tokenizer.decode(by_grammar) in ("The answer is yes.", "The answer is no.")
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec"),
+    [
+        (ConstraintKind.JSON_SCHEMA, '{"type": "nonsense"}'),
+        (ConstraintKind.REGEX, "(unclosed"),
+        (ConstraintKind.GRAMMAR, "root ::= "),
+    ],
+)
+async def test_invalid_constraints_are_request_errors(engine, france, kind, spec) -> None:
+    request = request_with(france, 8, constraint=Constraint(kind, spec))
+
+    with pytest.raises(EngineRequestError, match="invalid"):
+        await run(engine, request)
+    assert engine._live == {}
+    assert engine._sampler.requests == {}
+
+
+async def test_aborting_a_constrained_request_frees_its_state(engine, france) -> None:
+    constraint = Constraint(ConstraintKind.REGEX, "[a-z ]+")  # never complete: runs on
+    request = request_with(france, 500, temperature=0.0, constraint=constraint)
+
+    async with aclosing(engine.generate(request)) as events:
+        for _ in range(2):
+            assert isinstance(await anext(events), TokenDelta)
+        assert len(engine._sampler.requests) == 1
+
+    assert engine._sampler.requests == {}
+    assert engine._live == {}
+    await wait_until(lambda: engine.stats().running == 0)
+
+
 async def test_cancel_mid_stream_frees_the_request(engine, france) -> None:
     idle_blocks = engine.stats().kv_blocks_used
     reference, _ = await run(engine, greedy(france, 32))
@@ -201,6 +386,7 @@ async def test_cancel_mid_stream_frees_the_request(engine, france) -> None:
     assert router.result_handlers == {}
     assert router.output_queue.qsize() == 0  # no stray output of a cancelled request
     assert engine._live == {}
+    assert engine._sampler.requests == {}
 
 
 async def test_prefix_cache_serves_repeated_prompts(engine, tokenizer) -> None:
