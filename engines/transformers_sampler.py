@@ -62,9 +62,11 @@ def compile_constraint(
     compiler: xgr.GrammarCompiler, constraint: Constraint
 ) -> xgr.CompiledGrammar:
     """Blocking (up to seconds for a large schema): call it off the event loop."""
+    # JSON in one line, with single spaces after separators: free whitespace lets a small
+    # model pour newlines into the output until max_tokens cuts it, unparseable.
     compile_spec: dict[ConstraintKind, Callable[[str], xgr.CompiledGrammar]] = {
-        ConstraintKind.JSON_OBJECT: lambda _: compiler.compile_json_schema(_OBJECT_SCHEMA),
-        ConstraintKind.JSON_SCHEMA: compiler.compile_json_schema,
+        ConstraintKind.JSON_OBJECT: lambda _: _compact_json(compiler, _OBJECT_SCHEMA),
+        ConstraintKind.JSON_SCHEMA: lambda spec: _compact_json(compiler, spec),
         ConstraintKind.REGEX: compiler.compile_regex,
         ConstraintKind.GRAMMAR: compiler.compile_grammar,
     }
@@ -74,6 +76,10 @@ def compile_constraint(
         lines = str(error).strip().splitlines() or [""]
         reason = _XGRAMMAR_PREFIX.sub("", lines[0])
         raise EngineRequestError(f"invalid {constraint.kind} constraint: {reason}") from error
+
+
+def _compact_json(compiler: xgr.GrammarCompiler, schema: str) -> xgr.CompiledGrammar:
+    return compiler.compile_json_schema(schema, any_whitespace=False, separators=(", ", ": "))
 
 
 def apply_penalties(

@@ -305,3 +305,19 @@ def test_invalid_constraints_are_request_errors(compiler, kind, spec, message) -
         compile_constraint(compiler, Constraint(kind, spec))
 
     assert not str(caught.value).split(": ", 1)[1].startswith("[")  # no xgrammar source line
+
+
+def _accepts(grammar: xgr.CompiledGrammar, text: str) -> bool:
+    """The whole of `text`, then the end (the stop token, id 0)."""
+    matcher = xgr.GrammarMatcher(grammar)
+    return bool(matcher.accept_string(text)) and bool(matcher.accept_token(0))
+
+
+def test_json_constraints_take_one_line_json_only(compiler: xgr.GrammarCompiler) -> None:
+    schema = Constraint(ConstraintKind.JSON_SCHEMA, '{"type": "object"}')
+    for grammar in (
+        compile_constraint(compiler, schema),
+        compile_constraint(compiler, Constraint(ConstraintKind.JSON_OBJECT)),
+    ):
+        assert _accepts(grammar, '{"a": 1, "b": [1, 2]}')
+        assert not _accepts(grammar, '{\n  "a": 1\n}')
