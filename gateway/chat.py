@@ -97,7 +97,10 @@ class ChatCompletions:
             )
         assert body.tools is not None and choice is not None
         grammar = tool_prompts.tool_call_grammar(
-            self.runner.settings.tool_parser, body.tools, choice
+            self.runner.settings.tool_parser,
+            body.tools,
+            choice,
+            parallel_tool_calls=body.parallel_tool_calls,
         )
         return Constraint(ConstraintKind.GRAMMAR, grammar)
 

@@ -169,3 +169,13 @@ def test_structured_output_with_a_json_schema(transformers_gateway: LiveServer) 
     validate(result["parsed"], CITY_FACTS_SCHEMA)
     assert isinstance(result["raw"], AIMessage)
     assert result["raw"].response_metadata["finish_reason"] == "stop"
+
+
+@pytest.mark.model
+def test_bind_tools_required(transformers_gateway: LiveServer) -> None:
+    llm = chat_model(transformers_gateway, max_tokens=60, temperature=0)
+    tools = llm.bind_tools([Weather], tool_choice="required", parallel_tool_calls=False)
+    message = tools.invoke(WEATHER_QUESTION)
+    assert isinstance(message, AIMessage)
+    check_tool_call(message, "Weather", Weather.model_json_schema())
+    assert message.response_metadata["finish_reason"] == "tool_calls"

@@ -18,6 +18,8 @@ from tests.clients.common import (
     MODEL,
     TIME_PARAMETERS,
     TIME_TOOL,
+    TOOLS,
+    WEATHER_PARAMETERS,
     WEATHER_QUESTION,
     validate,
 )
@@ -127,3 +129,28 @@ def test_json_schema_response_format(litellm: ModuleType, transformers_gateway: 
     )
     assert response.choices[0].finish_reason == "stop"
     validate(json.loads(response.choices[0].message.content), CITY_FACTS_SCHEMA)
+
+
+@pytest.mark.model
+def test_streamed_required_tool_call(litellm: ModuleType, transformers_gateway: LiveServer) -> None:
+    messages = [{"role": "user", "content": WEATHER_QUESTION}]
+    stream = complete(
+        litellm,
+        transformers_gateway,
+        messages=messages,
+        tools=TOOLS,
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=60,
+        temperature=0,
+        stream=True,
+    )
+    rebuilt = litellm.stream_chunk_builder(list(stream), messages=messages)
+    choice = rebuilt.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls
+    assert calls is not None and len(calls) == 1
+    assert calls[0].id.startswith("call_")
+    assert calls[0].function.name in ("get_weather", "get_time")
+    if calls[0].function.name == "get_weather":
+        validate(json.loads(calls[0].function.arguments), WEATHER_PARAMETERS)

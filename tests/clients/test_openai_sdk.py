@@ -425,3 +425,25 @@ def test_text_completion_logprobs(model_sdk: openai.OpenAI) -> None:
         assert 1 <= len(top) <= 2
         assert max(top.values()) == pytest.approx(logprob, abs=1e-4)
         assert token in top
+
+
+@pytest.mark.model
+def test_required_tool_choice_returns_a_valid_call(model_sdk: openai.OpenAI) -> None:
+    completion = model_sdk.chat.completions.create(
+        model=MODEL,
+        messages=WEATHER,
+        tools=TOOL_PARAMS,
+        tool_choice="required",
+        parallel_tool_calls=False,  # else the grammar allows more calls, and SmolLM2 goes on
+        max_tokens=60,
+        temperature=0,
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.role == "assistant"
+    assert choice.message.content is None
+    calls = function_calls(choice.message.tool_calls)
+    assert len(calls) == 1
+    check_call(calls[0])
+    assert completion.usage is not None
+    assert 0 < completion.usage.completion_tokens <= 60
