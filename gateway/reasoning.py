@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import enum
 
+from gateway.stops import held_back
+
 
 class _State(enum.Enum):
     BEFORE = enum.auto()  # content, watching for the start tag
@@ -102,16 +104,8 @@ class ReasoningSplitter:
         found = buffer.find(tag)
         if found >= 0:
             return buffer[:found].rstrip(), buffer[found + len(tag) :]
-        keep = _partial_tag_suffix(buffer, tag)
+        keep = held_back(buffer, (tag,))
         safe = buffer[: len(buffer) - keep]
         sent = safe.rstrip()
         self._held = buffer[len(sent) :]
         return sent, None
-
-
-def _partial_tag_suffix(buffer: str, tag: str) -> int:
-    """Length of the longest end of `buffer` that begins `tag`."""
-    for size in range(min(len(buffer), len(tag) - 1), 0, -1):
-        if tag.startswith(buffer[-size:]):
-            return size
-    return 0

@@ -35,7 +35,7 @@ class StopMatcher:
         if start >= 0:
             self._held = ""
             return buffer[: end if self._include else start], True
-        keep = self._partial_stop_suffix(buffer)
+        keep = held_back(buffer, self._stops)
         self._held = buffer[len(buffer) - keep :]
         return buffer[: len(buffer) - keep], False
 
@@ -61,10 +61,13 @@ class StopMatcher:
                 best_end, best_start = end, start
         return best_start, best_end
 
-    def _partial_stop_suffix(self, buffer: str) -> int:
-        """Length of the longest end of `buffer` that begins some stop string."""
-        for size in range(min(len(buffer), max(map(len, self._stops)) - 1), 0, -1):
-            tail = buffer[-size:]
-            if any(stop.startswith(tail) for stop in self._stops):
-                return size
-        return 0
+
+def held_back(buffer: str, markers: Sequence[str]) -> int:
+    """Length of the longest end of `buffer` that begins one of `markers`: text that
+    must wait, because the next piece may complete a marker there."""
+    longest = max(map(len, markers), default=0)
+    for size in range(min(len(buffer), longest - 1), 0, -1):
+        tail = buffer[-size:]
+        if any(marker.startswith(tail) for marker in markers):
+            return size
+    return 0

@@ -32,12 +32,14 @@ Formats, by their key in `TOOL_PARSERS`:
 from __future__ import annotations
 
 import abc
-import json
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+
+from gateway.model_json import JsonEnd, members, parse_call
+from gateway.stops import held_back
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,7 @@ class _Parser(abc.ABC):
             self._send(self._buffer[:found])
             self._buffer = self._buffer[found + len(marker) :]
             return True
-        keep = 0 if final else _partial_suffix(self._buffer, marker)
+        keep = 0 if final else held_back(self._buffer, (marker,))
         self._send(self._buffer[: len(self._buffer) - keep])
         self._buffer = self._buffer[len(self._buffer) - keep :]
         return False
@@ -134,19 +136,19 @@ class Hermes(_Parser):
 
     def __init__(self) -> None:
         super().__init__()
-        self._json: _JsonEnd | None = None  # the call being read, if any
+        self._json: JsonEnd | None = None  # the call being read, if any
 
     def _scan(self, *, final: bool) -> None:
         while True:
             if self._json is None:
                 if not self._until(self.START, final=final):
                     return
-                self._json = _JsonEnd()
+                self._json = JsonEnd()
             if not self._read_call(self._json, final=final):
                 return
             self._json = None
 
-    def _read_call(self, json_end: _JsonEnd, *, final: bool) -> bool:
+    def _read_call(self, json_end: JsonEnd, *, final: bool) -> bool:
         """Send the call after a start tag, or its text as content; False while undecided.
 
         The call ends where its JSON closes: an end tag inside a string does not end it.
@@ -160,7 +162,7 @@ class Hermes(_Parser):
             maybe = not closed and self.END.startswith(tail)  # the end tag may be on its way
             if maybe and not final:
                 return False
-            call = _parse_call(self._buffer[:end], "arguments")
+            call = parse_call(self._buffer[:end], "arguments")
             if call is not None and (closed or maybe):  # maybe, at the end: cut off before it
                 self._call(*call)
                 self._buffer = tail[len(self.END) :] if closed else ""
@@ -183,7 +185,7 @@ class Llama3Json(_Parser):
     def __init__(self) -> None:
         super().__init__()
         self._state = "start"  # then "calls" until something else comes, then "content"
-        self._json: _JsonEnd | None = None  # the call being read
+        self._json: JsonEnd | None = None  # the call being read
 
     def _scan(self, *, final: bool) -> None:
         if self._state == "start":
@@ -193,7 +195,7 @@ class Llama3Json(_Parser):
                 break
             assert self._json is not None
             end = self._json.feed(self._buffer) or 0
-            call = _parse_call(self._buffer[:end], "parameters", "arguments") if end else None
+            call = parse_call(self._buffer[:end], "parameters", "arguments") if end else None
             if call is None:
                 if end or final:  # not a call, or cut off before its JSON closed
                     self._state = "content"
@@ -222,7 +224,7 @@ class Llama3Json(_Parser):
         rest = self._buffer.lstrip()
         after = rest[1:].lstrip() if rest.startswith(";") else rest
         if after.startswith("{"):
-            self._buffer, self._json = after, _JsonEnd()
+            self._buffer, self._json = after, JsonEnd()
             return True
         if after or final:
             self._state = "content"
@@ -242,7 +244,7 @@ class Mistral(_Parser):
         self._state = "content"  # "content", "tag" (after [TOOL_CALLS]), "array", "name", "args"
         self._raw = ""  # the text of the call being read: content again if it is not one
         self._name = ""
-        self._json = _JsonEnd()
+        self._json = JsonEnd()
 
     def _scan(self, *, final: bool) -> None:
         while True:
@@ -262,7 +264,7 @@ class Mistral(_Parser):
         if not rest and not final:
             return False
         self._raw += self._buffer[: len(self._buffer) - len(rest)]
-        self._json = _JsonEnd()
+        self._json = JsonEnd()
         self._state, self._buffer = "array" if rest.startswith("[") else "name", rest
         return True
 
@@ -301,121 +303,11 @@ class Mistral(_Parser):
     def _parse(self, text: str) -> list[tuple[str, str]] | None:
         """The calls in an array, or in one `[ARGS]` object; None unless all are calls."""
         if self._state == "args":
-            is_object = _members(text, "{", "}") is not None
+            is_object = members(text, "{", "}") is not None
             return [(self._name, text.strip())] if is_object else None
-        items = _members(text, "[", "]")
-        calls = [call for _, _, item in items or () if (call := _parse_call(item, "arguments"))]
+        items = members(text, "[", "]")
+        calls = [call for _, _, item in items or () if (call := parse_call(item, "arguments"))]
         return calls if items and len(calls) == len(items) else None
-
-
-class _JsonEnd:
-    """Where a JSON object or array at the start of a text closes, as the text grows.
-
-    Only brackets outside strings are counted: whether the text between them
-    is JSON is for `_members` to decide once they close.
-    """
-
-    __slots__ = ("_depth", "_end", "_escape", "_in_string", "_seen", "viable")
-
-    def __init__(self) -> None:
-        self._depth, self._seen = 0, 0
-        self._end: int | None = None
-        self._in_string = self._escape = False
-        self.viable = True  # False once something other than whitespace precedes the bracket
-
-    def feed(self, text: str) -> int | None:
-        """Where the value ends in `text`, or None. Each call passes the whole text so far."""
-        if self._end is not None:
-            return self._end
-        for i in range(self._seen, len(text)):
-            char = text[i]
-            if self._depth == 0:
-                if char not in "{[" and not char.isspace():
-                    self.viable = False
-                    return None
-                self._depth = int(char in "{[")
-            elif self._in_string:
-                if self._escape:
-                    self._escape = False
-                elif char == "\\":
-                    self._escape = True
-                else:
-                    self._in_string = char != '"'
-            elif char == '"':
-                self._in_string = True
-            elif char in "{[":
-                self._depth += 1
-            elif char in "}]":
-                self._depth -= 1
-                if self._depth == 0:
-                    self._end = i + 1
-                    return self._end
-        self._seen = len(text)
-        return None
-
-
-def _partial_suffix(buffer: str, marker: str) -> int:
-    """Length of the longest end of `buffer` that begins `marker`."""
-    for size in range(min(len(buffer), len(marker) - 1), 0, -1):
-        if marker.startswith(buffer[-size:]):
-            return size
-    return 0
-
-
-def _refuse(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_refuse)  # strict JSON: no NaN or Infinity
-_SPACE = re.compile(r"[ \t\n\r]*")
-
-
-def _members(text: str, opener: str, closer: str) -> list[tuple[Any, Any, str]] | None:
-    """(key, value, the value's own text) of each member of the JSON object or array
-    that `text` is, or None where it is not one. Keys are None in arrays."""
-    i = _skip(text, 0)
-    if not text.startswith(opener, i):
-        return None
-    members: list[tuple[Any, Any, str]] = []
-    i = _skip(text, i + 1)
-    try:
-        while members or not text.startswith(closer, i):
-            key = None
-            if opener == "{":
-                key, i = _DECODER.raw_decode(text, i)
-                i = _skip(text, i)
-                if not isinstance(key, str) or not text.startswith(":", i):
-                    return None
-                i = _skip(text, i + 1)
-            value, end = _DECODER.raw_decode(text, i)
-            members.append((key, value, text[i:end]))
-            i = _skip(text, end)
-            if not text.startswith(",", i):
-                break
-            i = _skip(text, i + 1)
-    except (ValueError, RecursionError):
-        return None
-    closed = text.startswith(closer, i) and _skip(text, i + 1) == len(text)
-    return members if closed else None
-
-
-def _skip(text: str, i: int) -> int:
-    """The index of the first character at or after `i` that is not JSON whitespace."""
-    while i < len(text) and text[i] in " \t\n\r":
-        i += 1
-    return i
-
-
-def _parse_call(text: str, *argument_keys: str) -> tuple[str, str] | None:
-    """(name, arguments JSON as the model wrote it) of a call object's text, or None."""
-    members = {key: (value, raw) for key, value, raw in _members(text, "{", "}") or ()}
-    name = members.get("name", (None, ""))[0]
-    value, raw = next((members[key] for key in argument_keys if key in members), (None, ""))
-    if isinstance(value, str):  # the arguments object, written as a JSON string
-        raw = value.strip()
-    if isinstance(name, str) and name and _members(raw, "{", "}") is not None:
-        return name, raw
-    return None
 
 
 TOOL_PARSERS: dict[str, Callable[[], ToolCallParser]] = {
