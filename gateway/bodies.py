@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.chunks import CompletionChunks
+from engines.base import TokenLogprob
 from gateway.logprobs import LogprobFormatter
 from gateway.runs import Run
 from gateway.streaming import ChoiceStream, Delta
@@ -23,9 +23,15 @@ class Collected:
     content: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
-    logprobs: list[Any] = field(default_factory=list)  # chat entries, or completion columns
+    token_ids: list[int] = field(default_factory=list)  # the tokens `logprobs` are of
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
-    def add_calls(self, delta: Delta) -> None:
+    def add(self, delta: Delta) -> None:
+        self.content.append(delta.content)
+        self.reasoning.append(delta.reasoning)
+        if delta.logprobs:
+            self.token_ids += delta.token_ids
+            self.logprobs += delta.logprobs
         for piece in delta.tool_calls:
             if piece.index == len(self.calls):
                 self.calls.append(
@@ -41,28 +47,18 @@ class Collected:
             function["arguments"] += piece.arguments
 
 
-async def collect(
-    run: Run, chunks: CompletionChunks | None, logprobs: LogprobFormatter | None
-) -> list[Collected]:
-    """Every choice's output, in index order. `chunks`: a text completion's (for its
-    logprob columns); None for chat."""
+async def collect(run: Run) -> list[Collected]:
+    """Every choice's output, in index order."""
     collected = {id(g): Collected(g.choice) for g in run.generations}
     async for generation, delta in run.events():
-        if delta is None:
-            continue
-        out = collected[id(generation)]
-        out.content.append(delta.content)
-        out.reasoning.append(delta.reasoning)
-        out.add_calls(delta)
-        if delta.logprobs and logprobs is not None:
-            if chunks is not None:
-                out.logprobs.append(chunks.logprob_columns(out.choice, delta))
-            else:
-                out.logprobs += logprobs.chat(delta.token_ids, delta.logprobs)
+        if delta is not None:
+            collected[id(generation)].add(delta)
     return sorted(collected.values(), key=lambda out: out.choice.index)
 
 
-def chat_choice(out: Collected, *, logprobs: bool, reasoning: bool) -> dict[str, Any]:
+def chat_choice(
+    out: Collected, *, logprobs: LogprobFormatter | None, reasoning: bool
+) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": "".join(out.content) or (None if out.calls else ""),
@@ -75,21 +71,21 @@ def chat_choice(out: Collected, *, logprobs: bool, reasoning: bool) -> dict[str,
     return {
         "index": out.choice.index,
         "message": message,
-        "logprobs": {"content": out.logprobs} if logprobs else None,
+        "logprobs": None
+        if logprobs is None
+        else {"content": logprobs.chat(out.token_ids, out.logprobs)},
         "finish_reason": out.choice.finish_reason,
     }
 
 
-def completion_choice(out: Collected, *, echo: str, logprobs: bool) -> dict[str, Any]:
-    columns: dict[str, list[Any]] | None = None
-    if logprobs:
-        columns = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
-        for part in out.logprobs:
-            for name, values in part.items():
-                columns[name] += values
+def completion_choice(
+    out: Collected, *, echo: str, logprobs: LogprobFormatter | None
+) -> dict[str, Any]:
     return {
         "index": out.choice.index,
         "text": echo + "".join(out.content),
-        "logprobs": columns,
+        "logprobs": None
+        if logprobs is None
+        else logprobs.completion(out.token_ids, out.logprobs, offset=0),
         "finish_reason": out.choice.finish_reason,
     }

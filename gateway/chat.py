@@ -147,15 +147,13 @@ async def _complete(
     *,
     reasoning: bool,
 ) -> Response:
-    outputs = await collect(run, None, formatter)
+    outputs = await collect(run)
     response = {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.model,
-        "choices": [
-            chat_choice(out, logprobs=body.logprobs, reasoning=reasoning) for out in outputs
-        ],
+        "choices": [chat_choice(out, logprobs=formatter, reasoning=reasoning) for out in outputs],
         "usage": run.usage().body(),
     }
     return Response(orjson.dumps(response), media_type="application/json")

@@ -144,14 +144,14 @@ class CompletionChunks(_Frames):
     ) -> bytes:
         logprobs = b"null"
         if delta.logprobs and self._logprobs is not None:
-            logprobs = orjson.dumps(self.logprob_columns(choice, delta))
+            logprobs = orjson.dumps(self._columns(choice, delta))
         return self._frame(choice.index, self._choice(delta.content, logprobs, b"null"), usage)
 
     def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None = None) -> bytes:
         reason = orjson.dumps(choice.finish_reason or "stop")
         return self._frame(choice.index, self._choice("", b"null", reason), usage)
 
-    def logprob_columns(self, choice: ChoiceStream, delta: Delta) -> dict[str, list[Any]]:
+    def _columns(self, choice: ChoiceStream, delta: Delta) -> dict[str, list[Any]]:
         assert self._logprobs is not None and delta.logprobs is not None
         columns = self._logprobs.completion(delta.token_ids, delta.logprobs, choice.text_offset)
         if columns["tokens"]:

@@ -108,16 +108,14 @@ async def _complete(
     formatter: LogprobFormatter | None,
     echoes: list[str],
 ) -> Response:
-    outputs = await collect(run, chunks, formatter)
+    outputs = await collect(run)
     response = {
         "id": chunks.completion_id,
         "object": "text_completion",
         "created": int(time.time()),
         "model": body.model,
         "choices": [
-            completion_choice(
-                out, echo=echoes[out.choice.index // body.n], logprobs=formatter is not None
-            )
+            completion_choice(out, echo=echoes[out.choice.index // body.n], logprobs=formatter)
             for out in outputs
         ],
         "usage": run.usage().body(),
