@@ -172,11 +172,6 @@ class SamplingFields(_Body):
         options = self.stream_options
         return options is not None and options.include_usage and options.continuous_usage_stats
 
-    @property
-    def top_logprobs_count(self) -> int | None:
-        """None: no logprobs; else how many alternatives per token (0 or more)."""
-        raise NotImplementedError
-
 
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
@@ -195,6 +190,7 @@ class ChatCompletionRequest(SamplingFields):
 
     @property
     def top_logprobs_count(self) -> int | None:
+        """None: no logprobs; else how many alternatives per token (0 or more)."""
         return (self.top_logprobs or 0) if self.logprobs else None
 
     def reject_unsupported(self) -> None:
@@ -258,3 +254,6 @@ class TokenizeRequest(_Body):
 class DetokenizeRequest(_Body):
     model: str | None = None
     tokens: list[Annotated[int, Field(ge=0)]]
+
+
+CompletionBody = ChatCompletionRequest | CompletionRequest  # what a Runner runs

@@ -22,7 +22,7 @@ from gateway.generation import Generation, Usage
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.prompts import PromptRenderer
-from gateway.protocol import SamplingFields
+from gateway.protocol import CompletionBody
 from gateway.sampling import sampling_params
 from gateway.settings import Settings
 from gateway.streaming import ChoiceStream, Delta
@@ -101,7 +101,7 @@ class Runner:
     lifecycle: Lifecycle
     _sequence: Iterator[int] = field(default_factory=itertools.count, init=False)
 
-    def check(self, body: SamplingFields) -> None:
+    def check(self, body: CompletionBody) -> None:
         """What can be refused before any tokenizing."""
         self.lifecycle.ensure_open()
         settings = self.settings
@@ -121,7 +121,7 @@ class Runner:
 
     def start(
         self,
-        body: SamplingFields,
+        body: CompletionBody,
         request_id: str,
         prompts: list[list[int]],
         constraint: Constraint | None,
@@ -137,7 +137,7 @@ class Runner:
         for prompt_index, (ids, sampling) in enumerate(zip(prompts, samplings, strict=True)):
             for n in range(body.n):
                 request = GenerationRequest(
-                    f"{request_id}-{next(self._sequence)}", ids, _nth(sampling, n)
+                    f"{request_id}-{next(self._sequence)}", ids, choice_sampling(sampling, n)
                 )
                 generations.append(
                     Generation(
@@ -152,7 +152,7 @@ class Runner:
         return Run(generations, ticket, body.n)
 
     def _sampling(
-        self, body: SamplingFields, ids: list[int], constraint: Constraint | None
+        self, body: CompletionBody, ids: list[int], constraint: Constraint | None
     ) -> SamplingParams:
         return sampling_params(
             body,
@@ -165,7 +165,7 @@ class Runner:
         )
 
 
-def _nth(sampling: SamplingParams, n: int) -> SamplingParams:
+def choice_sampling(sampling: SamplingParams, n: int) -> SamplingParams:
     """Choice n's sampling: a seeded request's choices must still differ."""
     if n == 0 or sampling.seed is None:
         return sampling

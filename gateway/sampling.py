@@ -15,12 +15,12 @@ import xgrammar
 from engines.base import Constraint, ConstraintKind, EngineLimits, SamplingParams
 from gateway.errors import InvalidRequest
 from gateway.lengths import fit_max_tokens
-from gateway.protocol import ResponseFormat, SamplingFields
+from gateway.protocol import CompletionBody, ResponseFormat
 from gateway.settings import Settings
 
 
 def sampling_params(
-    body: SamplingFields,
+    body: CompletionBody,
     prompt_tokens: int,
     *,
     limits: EngineLimits,

@@ -10,7 +10,9 @@ import httpx
 import openai
 import pytest
 
+from engines.base import SamplingParams
 from engines.settings import SyntheticSettings
+from gateway.runs import choice_sampling
 from gateway.settings import Settings
 from tests.conftest import LiveServer, serve
 
@@ -125,3 +127,9 @@ def test_a_client_leaving_an_n_choice_stream_aborts_every_choice(
     while synthetic_gateway.metric("gateway_num_requests_running") != 0:
         assert time.monotonic() < deadline, "the engine kept generating for a gone client"
         time.sleep(0.02)
+
+
+def test_seeded_choices_each_get_their_own_seed() -> None:
+    seeded = SamplingParams(8, seed=7)
+    assert [choice_sampling(seeded, n).seed for n in range(3)] == [7, 8, 9]
+    assert choice_sampling(SamplingParams(8), 2).seed is None
