@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +63,13 @@ class LiveServer:
     def drain(self) -> None:
         """What SIGTERM does to the gateway (the CLI's server calls the same)."""
         self.server.servers[0].get_loop().call_soon_threadsafe(self.lifecycle.drain)
+
+    def wait_idle(self, seconds: float, why: str) -> None:
+        """Until the engine runs nothing; `why` fails the test if it still does after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while self.metric("gateway_num_requests_running") != 0:
+            assert time.monotonic() < deadline, why
+            time.sleep(0.02)
 
     def metric(self, name: str) -> float:
         """The value of one unlabelled-by-us sample, e.g. `gateway_num_requests_running`."""

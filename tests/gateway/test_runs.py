@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -102,10 +101,7 @@ def test_one_failing_choice_ends_the_stream_and_aborts_the_others(
         payloads = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     assert payloads[-1] == "[DONE]"
     assert json.loads(payloads[-2])["error"]["code"] == "engine_error"
-    deadline = time.monotonic() + 5
-    while every_other_fails.metric("gateway_num_requests_running") != 0:
-        assert time.monotonic() < deadline, "the other choice kept generating"
-        time.sleep(0.02)
+    every_other_fails.wait_idle(5, "the other choice kept generating")
 
 
 def test_a_client_leaving_an_n_choice_stream_aborts_every_choice(
@@ -123,10 +119,7 @@ def test_a_client_leaving_an_n_choice_stream_aborts_every_choice(
         for _ in range(12):
             next(lines)
         assert synthetic_gateway.metric("gateway_num_requests_running") == 3
-    deadline = time.monotonic() + 5
-    while synthetic_gateway.metric("gateway_num_requests_running") != 0:
-        assert time.monotonic() < deadline, "the engine kept generating for a gone client"
-        time.sleep(0.02)
+    synthetic_gateway.wait_idle(5, "the engine kept generating for a gone client")
 
 
 def test_seeded_choices_each_get_their_own_seed() -> None:
