@@ -11,7 +11,6 @@ import json
 import math
 from collections.abc import Iterator
 
-import httpx
 import openai
 import pytest
 from openai.types.chat import (
@@ -331,72 +330,6 @@ def test_cached_prompt_tokens_in_usage(synthetic_sdk: openai.OpenAI) -> None:
 
 
 # --- /v1/completions -------------------------------------------------------------------
-
-
-def test_text_completion(synthetic_sdk: openai.OpenAI) -> None:
-    completion = synthetic_sdk.completions.create(
-        model=MODEL, prompt="Once upon a time", max_tokens=5
-    )
-    assert completion.id.startswith("cmpl-")
-    assert completion.object == "text_completion"
-    assert completion.model == MODEL
-    assert len(completion.choices) == 1
-    choice = completion.choices[0]
-    assert choice.index == 0
-    assert choice.text
-    assert choice.finish_reason == "length"
-    assert choice.logprobs is None
-    assert completion.usage is not None
-    assert completion.usage.completion_tokens == 5
-    assert completion.usage.total_tokens == completion.usage.prompt_tokens + 5
-
-
-def test_text_completion_of_several_prompts_with_n(synthetic_sdk: openai.OpenAI) -> None:
-    completion = synthetic_sdk.completions.create(
-        model=MODEL, prompt=["Once upon a time", "The sea"], max_tokens=3, n=2
-    )
-    assert [c.index for c in completion.choices] == [0, 1, 2, 3]
-    assert all(c.text for c in completion.choices)
-    assert completion.usage is not None
-    assert completion.usage.completion_tokens == 12
-
-
-def test_text_completion_of_token_ids_with_echo(
-    synthetic_gateway: LiveServer, synthetic_sdk: openai.OpenAI
-) -> None:
-    prompt = "Once upon a time"
-    tokenized = httpx.post(f"{synthetic_gateway.url}/tokenize", json={"prompt": prompt})
-    ids = tokenized.json()["tokens"]
-    completion = synthetic_sdk.completions.create(model=MODEL, prompt=ids, max_tokens=3, echo=True)
-    assert completion.usage is not None
-    assert completion.usage.prompt_tokens == len(ids)
-    text = completion.choices[0].text
-    assert text.startswith(prompt)
-    assert len(text) > len(prompt)
-
-
-def test_text_completion_stream(synthetic_sdk: openai.OpenAI) -> None:
-    whole = synthetic_sdk.completions.create(model=MODEL, prompt="The sea", max_tokens=5)
-    stream = synthetic_sdk.completions.create(
-        model=MODEL,
-        prompt="The sea",
-        max_tokens=5,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    text, reasons, usage = "", [], None
-    for chunk in stream:
-        assert chunk.object == "text_completion"
-        if not chunk.choices:
-            usage = chunk.usage
-            continue
-        text += chunk.choices[0].text
-        if chunk.choices[0].finish_reason:
-            reasons.append(chunk.choices[0].finish_reason)
-    assert text == whole.choices[0].text
-    assert reasons == ["length"]
-    assert usage is not None
-    assert usage.completion_tokens == 5
 
 
 @pytest.mark.model

@@ -28,11 +28,17 @@ def test_a_string_prompt_streamed_says_what_it_says_unstreamed(
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
+    assert all(c.object == "text_completion" and c.id == chunks[0].id for c in chunks)
     assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert [r for r in reasons if r] == ["length"]  # once, on the last choice chunk
     assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
-    assert whole.object == "text_completion" and whole.usage is not None
-    assert whole.usage.completion_tokens == 8
+    assert whole.id.startswith("cmpl-") and whole.object == "text_completion"
+    assert whole.model == MODEL
+    (choice,) = whole.choices
+    assert (choice.index, choice.logprobs, choice.finish_reason) == (0, None, "length")
+    assert whole.usage is not None and whole.usage.completion_tokens == 8
+    assert whole.usage.total_tokens == whole.usage.prompt_tokens + 8
 
 
 def test_token_id_prompts_and_prompt_lists_get_n_choices_each(
@@ -41,6 +47,7 @@ def test_token_id_prompts_and_prompt_lists_get_n_choices_each(
     sdk = client(synthetic_gateway)
     batch = sdk.completions.create(model=MODEL, prompt=["a", "b c"], n=2, max_tokens=3)
     assert [c.index for c in batch.choices] == [0, 1, 2, 3]
+    assert all(c.text for c in batch.choices)
     ids = sdk.completions.create(model=MODEL, prompt=[[1, 2, 3], [4, 5]], max_tokens=3)
     assert len(ids.choices) == 2
     assert batch.usage is not None and ids.usage is not None
@@ -52,10 +59,15 @@ def test_echo_puts_the_prompt_first(synthetic_gateway: LiveServer) -> None:
     sdk = client(synthetic_gateway)
     whole = sdk.completions.create(model=MODEL, prompt="Say:", max_tokens=2, echo=True)
     assert whole.choices[0].text.startswith("Say:")
+    assert len(whole.choices[0].text) > len("Say:")
     streamed = sdk.completions.create(
         model=MODEL, prompt="Say:", max_tokens=2, echo=True, stream=True
     )
     assert "".join(c.choices[0].text for c in streamed) == whole.choices[0].text
+    ids = httpx.post(f"{synthetic_gateway.url}/tokenize", json={"prompt": "Say:"}).json()["tokens"]
+    from_ids = sdk.completions.create(model=MODEL, prompt=ids, max_tokens=2, echo=True)
+    assert from_ids.choices[0].text.startswith("Say:")
+    assert from_ids.usage is not None and from_ids.usage.prompt_tokens == len(ids)
 
 
 def test_logprobs_columns_line_up_with_the_text(synthetic_gateway: LiveServer) -> None:
