@@ -31,7 +31,7 @@ import itertools
 import logging
 import threading
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from engines.transformers_manager import (
     kv_blocks_used,
     placement,
 )
+from engines.transformers_prefix import PrefixCounters, PrefixLookup
 from engines.transformers_sampler import (
     RequestSampler,
     SamplerProcessor,
@@ -76,19 +77,7 @@ class _Live:
     slot: int
     sampler: RequestSampler
     sent: int = 0  # generated tokens handed to the channel (or dropped: the stop id)
-    # Written on the manager thread by its prefix-cache lookup, read at the end.
-    looked_up: bool = False
-    cached_tokens: int = 0
-
-
-@dataclass(slots=True)
-class _PrefixCounters:
-    """Cumulative prefix-cache figures; written on the manager thread only."""
-
-    queries: int = 0
-    hits: int = 0
-    reused_blocks: int = 0
-    block_size: int = 1
+    prefix: PrefixLookup = field(default_factory=PrefixLookup)
 
 
 class TransformersEngine:
@@ -105,7 +94,7 @@ class TransformersEngine:
         self._live: dict[str, _Live] = {}
         self._ids = itertools.count()
         self._slots = itertools.count()
-        self._prefix = _PrefixCounters(block_size=settings.block_size)
+        self._prefix = PrefixCounters(settings.block_size)
         self._closed = False
 
     @property
@@ -118,7 +107,8 @@ class TransformersEngine:
         self._cache, self._scheduler = processor.cache, processor.scheduler
         self._vocab_size = int(manager.model.config.vocab_size)
         self._limits = self._compute_limits(manager)
-        self._count_prefix_lookups(self._cache)  # after the warm-up: stats start at zero
+        # After the warm-up: stats start at zero.
+        self._prefix.install(self._cache, self._prefix_lookup)
         self._manager = manager
         watcher = threading.Thread(
             target=self._watch_manager_thread,
@@ -171,27 +161,9 @@ class TransformersEngine:
             max_num_tokens=int(self._cache.max_batch_tokens),
         )
 
-    def _count_prefix_lookups(self, cache: Any) -> None:
-        """Wrap the cache's prefix search, which the scheduler calls on the manager thread."""
-        search = cache.search_prefix_match
-        counters = self._prefix
-
-        def search_and_count(request_id: str, prompt_ids: list[int]) -> int:
-            matched = int(search(request_id, prompt_ids))
-            live = self._live.get(request_id)
-            if live is None:
-                return matched
-            # A waiting request is looked up again each step until scheduled.
-            if not live.looked_up:
-                live.looked_up = True
-                counters.queries += len(prompt_ids)
-            if matched and not live.cached_tokens:
-                live.cached_tokens = matched
-                counters.hits += matched
-                counters.reused_blocks += matched // counters.block_size
-            return matched
-
-        cache.search_prefix_match = search_and_count
+    def _prefix_lookup(self, request_id: str) -> PrefixLookup | None:
+        live = self._live.get(request_id)
+        return None if live is None else live.prefix
 
     async def close(self) -> None:
         if self._closed:
@@ -354,7 +326,7 @@ class TransformersEngine:
                 reason=reason,
                 prompt_tokens=live.prompt_tokens,
                 completion_tokens=live.sent if completion is None else completion,
-                cached_tokens=live.cached_tokens,
+                cached_tokens=live.prefix.cached_tokens,
                 queue_seconds=queued,
             )
         )
