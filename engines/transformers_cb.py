@@ -128,7 +128,10 @@ class TransformersEngine:
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
         model = AutoModelForCausalLM.from_pretrained(
-            self._model_dir, dtype=getattr(torch, settings.dtype), **placement(settings)
+            self._model_dir,
+            dtype=getattr(torch, settings.dtype),
+            use_kernels=settings.hub_kernels,
+            **placement(settings),
         )
         vocab_size = int(model.config.vocab_size)
         self._grammars = grammar_compiler(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -15,6 +16,7 @@ import uvicorn
 
 from gateway.access_log import log_bare_json_lines
 from gateway.app import create_app
+from gateway.config_errors import ConfigError
 from gateway.lifecycle import Lifecycle
 from gateway.settings import Settings
 
@@ -58,7 +60,15 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int)
     serve.add_argument("--config", type=Path, help="a YAML settings file (or GATEWAY_CONFIG)")
     args = parser.parse_args(argv)
+    try:
+        server = _server(args)
+    except ConfigError as error:  # the same exit status as argparse's usage errors
+        print(f"trtllm-gateway: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    server.run()
 
+
+def _server(args: argparse.Namespace) -> uvicorn.Server:
     settings = Settings.load(args.config, engine=args.engine, host=args.host, port=args.port)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -76,4 +86,4 @@ def main(argv: list[str] | None = None) -> None:
         access_log=not settings.access_log,  # ours replaces uvicorn's
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + _SHUTDOWN_MARGIN_S,
     )
-    _DrainingServer(config, lifecycle).run()
+    return _DrainingServer(config, lifecycle)

@@ -113,7 +113,10 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # No Hub kernels: conversion runs offline (see TransformersSettings.hub_kernels).
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, use_kernels=False
+    )
     # A GGUF-loaded model refuses save_pretrained; its weights are plain
     # de-quantized tensors by now, so dropping the quantizer is safe.
     model.hf_quantizer = None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.config_errors import ConfigError
 from gateway.errors import BodyTooLarge, Unauthorized, http_response
 from gateway.settings import Settings
 
@@ -33,7 +34,10 @@ def api_key_digests(settings: Settings) -> tuple[bytes, ...]:
     if settings.api_key_file is not None:
         keys += _read_key_file(settings.api_key_file)
     if any(not key.strip() for key in keys):
-        raise ValueError("api_keys holds an empty key")
+        raise ConfigError(
+            "api_keys (GATEWAY_API_KEYS) holds an empty key; "
+            "for example: GATEWAY_API_KEYS='[\"key-1\"]'"
+        )
     if not keys and not _is_loopback(settings.host):
         log.warning("no API keys configured: %s serves anyone who can reach it", settings.host)
     return tuple(_digest(key.strip().encode()) for key in keys)
@@ -41,11 +45,13 @@ def api_key_digests(settings: Settings) -> tuple[bytes, ...]:
 
 def _read_key_file(path: Path) -> list[str]:
     if not path.is_file():
-        raise FileNotFoundError(f"api_key_file not found: {path}")
+        raise ConfigError(f"api_key_file (GATEWAY_API_KEY_FILE) not found: {path}")
     lines = (line.strip() for line in path.read_text().splitlines())
     keys = [line for line in lines if line and not line.startswith("#")]
     if not keys:
-        raise ValueError(f"api_key_file holds no key: {path}")
+        raise ConfigError(
+            f"api_key_file (GATEWAY_API_KEY_FILE) holds no key: {path}; write one key a line"
+        )
     return keys
 
 

@@ -10,15 +10,25 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, SecretStr
+import yaml
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
 from engines.settings import SyntheticSettings, TransformersSettings, TrtllmSettings
+from gateway.config_errors import (
+    CONFIG_VARIABLE,
+    check_environment,
+    explain_parse_failure,
+    explain_validation,
+    explain_yaml,
+    missing_config_file,
+)
 
 EngineName = Literal["transformers", "synthetic", "trtllm"]
 
@@ -40,9 +50,11 @@ class Settings(BaseSettings):
 
     # A local Hugging Face model directory (weights for the embedded engine,
     # always the tokenizer and chat template). None: the embedded SmolLM2.
-    model: Path | None = None
-    served_model_name: str | None = None  # None: the model directory's name
-    chat_template: Path | None = None  # a Jinja file that overrides the model's
+    model: Path | None = Field(default=None, examples=["/models/Llama-3.1-8B-Instruct"])
+    # None: the model directory's name
+    served_model_name: str | None = Field(default=None, examples=["llama-3.1-8b"])
+    # A Jinja file that overrides the model's
+    chat_template: Path | None = Field(default=None, examples=["/models/template.jinja"])
     cache_dir: Path = Field(default_factory=_default_cache_dir)
 
     # A max_tokens past the context left is clamped to it; strict mode rejects it.
@@ -78,10 +90,11 @@ class Settings(BaseSettings):
 
     # Security. Keys come from here (GATEWAY_API_KEYS='["k1","k2"]') and from a file
     # (one per line); none configured means no authentication.
-    api_keys: list[SecretStr] = []
-    api_key_file: Path | None = None
+    api_keys: list[SecretStr] = Field(default=[], examples=[["key-1", "key-2"]])
+    api_key_file: Path | None = Field(default=None, examples=["/run/secrets/gateway-keys"])
     metrics_require_key: bool = True  # false: /metrics open to scrapers without a key
-    cors_allow_origins: list[str] = []  # empty: no CORS headers at all
+    # Empty: no CORS headers at all.
+    cors_allow_origins: list[str] = Field(default=[], examples=[["https://chat.example.com"]])
     access_log: bool = True  # one JSON line per request; never prompts or outputs
 
     transformers: TransformersSettings = TransformersSettings()
@@ -98,10 +111,14 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
-        """Settings from a YAML file (or `GATEWAY_CONFIG`), the environment and `overrides`."""
-        path = config_file or os.environ.get("GATEWAY_CONFIG")
+        """Settings from a YAML file (or `GATEWAY_CONFIG`), the environment and `overrides`.
+
+        Every mistake is a `ConfigError` that names the setting and a right value.
+        """
+        path = config_file or os.environ.get(CONFIG_VARIABLE)
         if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+            raise missing_config_file(path)
+        check_environment(cls, os.environ)
 
         class _WithFile(cls):  # type: ignore[valid-type,misc]
             @classmethod
@@ -118,4 +135,11 @@ class Settings(BaseSettings):
                     sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
                 return tuple(sources)
 
-        return _WithFile(**{k: v for k, v in overrides.items() if v is not None})
+        try:
+            return _WithFile(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as error:
+            raise explain_validation(cls, error) from None
+        except SettingsError as error:
+            raise explain_parse_failure(cls, str(error)) from None
+        except yaml.YAMLError as error:
+            raise explain_yaml(Path(str(path)), error) from None

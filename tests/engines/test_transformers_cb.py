@@ -486,3 +486,13 @@ async def test_cuda_device_loads_onto_the_gpu_and_needs_one(fresh_engine, monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(EngineError, match="sees no GPU"):
         await fresh_engine(device="cuda")
+
+
+async def test_hub_kernels_stay_off_unless_asked(engine: TransformersEngine, hf_model: Any) -> None:
+    """Air-gapped hosts: the load path never asks the Hub for kernels by default.
+
+    transformers' own default (`use_kernels=None`) kernelizes wherever the `kernels`
+    package is installed, which on CUDA means fetching kernels from the Hub.
+    """
+    assert hf_model.use_kernels is True  # transformers' default, here as on a GPU host
+    assert engine._manager.model.use_kernels is False

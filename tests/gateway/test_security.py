@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from engines.settings import SyntheticSettings
 from gateway.app import create_app
+from gateway.config_errors import ConfigError
 from gateway.settings import Settings
 from tests.conftest import LiveServer, serve
 
@@ -171,19 +172,19 @@ def test_no_keys_means_no_authentication(synthetic_gateway: LiveServer) -> None:
 
 def test_a_missing_key_file_stops_the_start(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    with pytest.raises(FileNotFoundError, match="api_key_file"):
+    with pytest.raises(ConfigError, match="api_key_file"):
         create_app(Settings(engine="synthetic", api_key_file=missing))
 
 
 def test_a_key_file_without_keys_stops_the_start(tmp_path: Path) -> None:
     empty = tmp_path / "keys"
     empty.write_text("# nothing yet\n\n")
-    with pytest.raises(ValueError, match="no key"):
+    with pytest.raises(ConfigError, match="no key"):
         create_app(Settings(engine="synthetic", api_key_file=empty))
 
 
 def test_an_empty_key_stops_the_start() -> None:
-    with pytest.raises(ValueError, match="empty key"):
+    with pytest.raises(ConfigError, match="empty key"):
         create_app(Settings(engine="synthetic", api_keys=[SecretStr("good"), SecretStr(" ")]))
 
 

@@ -1,0 +1,62 @@
+"""`trtllm-gateway serve` as operators run it: a configuration mistake is one message, status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SERVE = [sys.executable, "-c", "from gateway.cli import main; main()", "serve"]
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("GATEWAY_")}
+    return subprocess.run(
+        [*SERVE, *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--config", "missing.yaml"], {}, "config file not found: missing.yaml"),
+        ([], {"GATEWAY_CONFIG": "missing.yaml"}, "config file not found: missing.yaml"),
+        ([], {"GATEWAY_PROT": "1"}, "GATEWAY_PROT is not a setting; did you mean GATEWAY_PORT?"),
+        ([], {"GATEWAY_API_KEYS": "k1"}, "api_keys (GATEWAY_API_KEYS): not a value"),
+        ([], {"GATEWAY_PORT": "http"}, "port (GATEWAY_PORT): Input should be a valid integer"),
+        (
+            [],
+            {"GATEWAY_API_KEY_FILE": "no-such-keys"},
+            "api_key_file (GATEWAY_API_KEY_FILE) not found",
+        ),
+    ],
+    ids=["flag", "variable", "unknown", "not-json", "not-int", "key-file"],
+)
+def test_a_mistake_is_one_message_and_status_2(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = serve(*args, env={"GATEWAY_ENGINE": "synthetic", **env})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    first, *rest = result.stderr.strip().splitlines()
+    assert first.startswith("trtllm-gateway: configuration error: ")
+    assert message in first
+    assert rest == []
+
+
+def test_broken_yaml_is_one_message(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("engine: synthetic\nport 8000\nhost: [\n")
+    result = serve("--config", str(config))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"config file {config} is not valid YAML" in result.stderr
+    assert result.stderr.count("configuration error") == 1
