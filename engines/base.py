@@ -120,6 +120,18 @@ class EngineLimits:
     max_batch_size: int
     max_num_tokens: int | None = None  # tokens per engine step, where the engine has one
 
+    def output_room(self, prompt_tokens: int) -> int:
+        """Tokens left for output after a prompt this long; `PromptTooLong` if none.
+
+        The one context-fit check: the gateway words its refusal for clients, and
+        each engine applies it again to whatever reaches it.
+        """
+        if prompt_tokens >= self.max_seq_len:
+            raise PromptTooLong(prompt_tokens, self.max_seq_len, input_limit=False)
+        if prompt_tokens > self.max_input_len:
+            raise PromptTooLong(prompt_tokens, self.max_input_len, input_limit=True)
+        return self.max_seq_len - prompt_tokens
+
 
 @dataclass(frozen=True, slots=True)
 class EngineStats:
@@ -141,6 +153,19 @@ class EngineError(Exception):
 
 class EngineRequestError(EngineError):
     """The engine refused this request's input (the client's fault: a 400)."""
+
+
+class PromptTooLong(EngineRequestError):
+    """A prompt that leaves no room for output (`input_limit`: past `max_input_len`)."""
+
+    def __init__(self, prompt_tokens: int, limit: int, *, input_limit: bool) -> None:
+        super().__init__(
+            f"the prompt has {prompt_tokens} tokens; the engine takes at most "
+            f"{limit if input_limit else limit - 1}"
+        )
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
+        self.input_limit = input_limit
 
 
 class Engine(Protocol):

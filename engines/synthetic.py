@@ -172,6 +172,7 @@ class SyntheticEngine:
             raise EngineError(str(self._fatal or "the engine is not running"))
         if request.sampling.constraint is not None:
             raise EngineRequestError("the synthetic engine cannot enforce constraints")
+        self.limits().output_room(len(request.prompt_token_ids))
         self._submitted += 1
         nth = self._settings.fail_every_nth_request
         sequence = _Sequence(request, fail=bool(nth) and self._submitted % nth == 0)

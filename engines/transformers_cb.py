@@ -267,10 +267,7 @@ class TransformersEngine:
         prompt_len = len(request.prompt_token_ids)
         if prompt_len == 0:
             raise EngineRequestError("the prompt is empty")
-        if prompt_len > limits.max_input_len:
-            raise EngineRequestError(
-                f"the prompt has {prompt_len} tokens, more than the {limits.max_input_len} allowed"
-            )
+        room = limits.output_room(prompt_len)
         # An id outside the embedding table would kill the manager thread.
         if min(request.prompt_token_ids) < 0 or max(request.prompt_token_ids) >= self._vocab_size:
             raise EngineRequestError(
@@ -279,7 +276,7 @@ class TransformersEngine:
         if request.sampling.max_tokens < 1:
             raise EngineRequestError("max_tokens must be at least 1")
         # Past the context left, generation ends with LENGTH like max_tokens does.
-        return min(request.sampling.max_tokens, limits.max_seq_len - prompt_len)
+        return min(request.sampling.max_tokens, room)
 
     def _on_output(self, output: Any) -> None:
         """One request's cumulative output after an engine step; runs on the event loop."""

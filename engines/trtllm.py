@@ -247,12 +247,7 @@ class TrtllmEngine:
         if self._llm is None or self._api is None or self._limits is None:
             raise EngineError("the trtllm engine is not running")
         prompt_tokens = len(request.prompt_token_ids)
-        room = self._limits.max_seq_len - prompt_tokens
-        if prompt_tokens > self._limits.max_input_len or room < 1:
-            raise EngineRequestError(
-                f"the prompt has {prompt_tokens} tokens; the engine takes at most "
-                f"{min(self._limits.max_input_len, self._limits.max_seq_len - 1)}"
-            )
+        room = self._limits.output_room(prompt_tokens)
         # Always explicit: the library's default is 32. Past max_seq_len the executor would
         # clamp it silently, and the TensorRT backend's pre-check reject the request.
         max_tokens = min(request.sampling.max_tokens, room)

@@ -7,7 +7,7 @@ the wording that clients already parse (vLLM's).
 
 from __future__ import annotations
 
-from engines.base import EngineLimits
+from engines.base import EngineLimits, PromptTooLong
 from gateway.errors import ContextLengthExceeded
 
 
@@ -19,21 +19,10 @@ def fit_max_tokens(
     A missing or too-large `requested` is clamped to the context that is left
     (the response then ends with finish_reason "length"); `strict` refuses it.
     """
-    if prompt_tokens >= limits.max_seq_len:
-        raise ContextLengthExceeded(
-            f"This model's maximum context length is {limits.max_seq_len} tokens. However, "
-            f"your prompt contains {prompt_tokens} input tokens, which exceeds this limit even "
-            "without any output tokens. Please reduce the length of the input prompt.",
-            param="messages",
-        )
-    if prompt_tokens > limits.max_input_len:
-        raise ContextLengthExceeded(
-            f"This model's maximum input length is {limits.max_input_len} tokens. However, "
-            f"your prompt contains {prompt_tokens} input tokens. "
-            "Please reduce the length of the input prompt.",
-            param="messages",
-        )
-    room = limits.max_seq_len - prompt_tokens
+    try:
+        room = limits.output_room(prompt_tokens)
+    except PromptTooLong as error:
+        raise _too_long(error) from None
     if requested is None:
         return room
     if requested > room and strict:
@@ -45,3 +34,19 @@ def fit_max_tokens(
             param="max_tokens",
         )
     return min(requested, room)
+
+
+def _too_long(error: PromptTooLong) -> ContextLengthExceeded:
+    if error.input_limit:
+        return ContextLengthExceeded(
+            f"This model's maximum input length is {error.limit} tokens. However, "
+            f"your prompt contains {error.prompt_tokens} input tokens. "
+            "Please reduce the length of the input prompt.",
+            param="messages",
+        )
+    return ContextLengthExceeded(
+        f"This model's maximum context length is {error.limit} tokens. However, "
+        f"your prompt contains {error.prompt_tokens} input tokens, which exceeds this limit even "
+        "without any output tokens. Please reduce the length of the input prompt.",
+        param="messages",
+    )

@@ -16,6 +16,7 @@ from engines.base import (
     FinishReason,
     GenerationEvent,
     GenerationRequest,
+    PromptTooLong,
     SamplingParams,
     TokenDelta,
     TokenLogprob,
@@ -50,6 +51,12 @@ async def test_deterministic_tokens_then_length(engine: SyntheticEngine) -> None
     events = await collect(engine, request("a", max_tokens=4, prompt=3))
     assert tokens(events) == [1003, 1004, 1005, 1006]
     assert events[-1] == Finished(FinishReason.LENGTH, 3, 4, 0, events[-1].queue_seconds)  # type: ignore[union-attr]
+
+
+async def test_a_prompt_past_the_context_is_refused(engine: SyntheticEngine) -> None:
+    with pytest.raises(PromptTooLong, match="takes at most 8191"):
+        await collect(engine, request("a", prompt=8192))
+    assert engine.stats().waiting == 0
 
 
 async def test_stop_token_is_counted_but_not_yielded(engine: SyntheticEngine) -> None:
