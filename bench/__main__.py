@@ -2,6 +2,7 @@
 
     python -m bench                               the synthetic sweep + preprocessing
     python -m bench --levels 1,64 --seconds 5     a shorter sweep
+    python -m bench --no-floor                    the gateway alone, without the transport floor
     python -m bench --profile 1024 --profile-out /tmp/gw.txt   py-spy during one level
     python -m bench --compare-transformers-serve  gateway vs `transformers serve`, 16 streams
 
@@ -42,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--preprocess-concurrency", type=int, default=2048)
     parser.add_argument("--no-preprocess", action="store_true", help="skip preprocessing")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the transport floor (bench/floor.py)"
+    )
     parser.add_argument("--profile", type=int, metavar="STREAMS", help="py-spy this level")
     parser.add_argument("--profile-out", type=Path, default=Path("gateway-profile.txt"))
     return parser
@@ -58,6 +62,7 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
         request_cost_streams=args.request_cost_streams,
         profile_level=args.profile,
         profile_out=args.profile_out if args.profile else None,
+        floor=not args.no_floor,
     )
     print(
         f"synthetic engine: token_seconds={config.token_seconds}, prefill_seconds="
@@ -67,18 +72,16 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
         f"({config.ramp_rate:.0f} streams/s) and a warm-up",
         flush=True,
     )
-    levels = sweep.run_sweep(config)
-    print(sweep.render(levels))
-    figures: dict[str, Any] = _sweep_settings(config)
-    for level in levels:
-        if level.label:  # the 1-token level: what one request costs the gateway
-            level_figures = level.figures()
-            figures["request_cpu_us"] = level_figures["cpu_us_per_token"]
-            figures["request_rate_1tok"] = level_figures["requests"] / config.seconds
-            continue
-        figures.update({f"{k}_c{level.streams}": v for k, v in level.figures().items()})
-    per_token = [figures.get(f"cpu_us_per_token_c{n}", math.nan) for n in (256, 1024)]
-    figures["cpu_us_per_token"] = max(per_token)  # the goal holds at both
+    print(
+        "transport floor (bench/floor.py): each level runs against the gateway, then at once "
+        "against the floor, with the same client processes and workload"
+        if config.floor
+        else "transport floor: skipped (--no-floor)",
+        flush=True,
+    )
+    result = sweep.run_sweep(config)
+    print(sweep.render_sweep(result))
+    figures: dict[str, Any] = {**_sweep_settings(config), **sweep.sweep_figures(result)}
     if config.profile_out is not None and config.profile_out.exists():
         print(f"\npy-spy, gateway at {config.profile_level} streams ({config.profile_out}):")
         print(profile.summarise(config.profile_out))

@@ -5,10 +5,14 @@ embedded model's tokenizer and template, its default thread pool), so that
 nothing but rendering is timed:
 
   service    one render at a time: what a single prompt costs, no queueing
+  cpu        this process's CPU per render, one at a time; beside it, on the same
+             prompts, the CPU of what the gateway did before: transformers'
+             `apply_chat_template(tokenize=False)`, then the Rust tokenizer's `encode`
   burst      `concurrency` renders awaited at once from one event loop, as when
              that many requests arrive together: each one's latency includes
              its wait for the pool, so the median is about half the burst's
              total time, and the total is bounded by the machine's cores
+  workers    the same burst with `render_workers` processes (1, 2, ...) rendering
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bench.report import fmt, ms, percentile, table
 from bench.server import machine_busy_seconds
@@ -28,8 +34,11 @@ if TYPE_CHECKING:
 
 METHOD = (
     "in-process: gateway.prompts.PromptRenderer.render (thread pool as the app builds it), "
-    "{n} renders awaited at once; latency = call to ids, queueing for the pool included"
+    "{n} renders awaited at once; latency = call to ids, queueing for the pool included; "
+    "cpu = process CPU per render_sync, transformers = apply_chat_template + encode"
 )
+
+Messages = list[dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +50,12 @@ class Preprocessing:
     burst_seconds: float
     cpu_seconds: float  # this process's, during the burst
     other_seconds: float  # every other process's, during the burst
+    cpu_per_prompt: float  # render_sync, one at a time
+    transformers_cpu_per_prompt: float  # the same prompts as the gateway rendered them before
+    worker_bursts: dict[int, tuple[list[float], float]]  # workers: (latencies, seconds)
 
     def figures(self) -> dict[str, float]:
-        return {
+        figures = {
             "preprocess_p50_ms": ms(percentile(self.burst, 50)),
             "preprocess_p99_ms": ms(percentile(self.burst, 99)),
             "preprocess_service_p50_ms": ms(percentile(self.service, 50)),
@@ -51,11 +63,20 @@ class Preprocessing:
             "preprocess_renders_per_s": self.concurrency / self.burst_seconds,
             "preprocess_cores": self.cpu_seconds / self.burst_seconds,
             "preprocess_other_cores": self.other_seconds / self.burst_seconds,
+            "preprocess_cpu_us": self.cpu_per_prompt * 1e6,
+            "preprocess_transformers_cpu_us": self.transformers_cpu_per_prompt * 1e6,
         }
+        for workers, (burst, seconds) in self._bursts().items():
+            figures[f"preprocess_workers{workers}_p50_ms"] = ms(percentile(burst, 50))
+            figures[f"preprocess_workers{workers}_renders_per_s"] = self.concurrency / seconds
+        return figures
+
+    def _bursts(self) -> dict[int, tuple[list[float], float]]:
+        return {0: (self.burst, self.burst_seconds), **self.worker_bursts}
 
     def render(self) -> str:
         f = self.figures()
-        return table(
+        burst = table(
             ["prompts", "tokens", "service p50", "service p99", "burst p50", "burst p99",
              "renders/s", "cores", "other cores"],
             [[str(self.concurrency), str(self.prompt_tokens),
@@ -64,9 +85,22 @@ class Preprocessing:
               fmt(f["preprocess_renders_per_s"], 0), fmt(f["preprocess_cores"], 2),
               fmt(f["preprocess_other_cores"], 2)]],
         )  # fmt: skip
+        cpu = table(
+            ["cpu us/prompt", "transformers us/prompt", "ratio"],
+            [[fmt(f["preprocess_cpu_us"], 0), fmt(f["preprocess_transformers_cpu_us"], 0),
+              fmt(f["preprocess_transformers_cpu_us"] / f["preprocess_cpu_us"], 1)]],
+        )  # fmt: skip
+        workers = table(
+            ["render workers", "burst p50", "renders/s"],
+            [[str(n), fmt(f[f"preprocess_workers{n}_p50_ms"], 2),
+              fmt(f[f"preprocess_workers{n}_renders_per_s"], 0)] for n in self._bursts()],
+        )  # fmt: skip
+        return "\n\n".join([burst, cpu, workers])
 
 
-def measure(concurrency: int = 2048, prompt_tokens: int = 1000) -> Preprocessing:
+def measure(
+    concurrency: int = 2048, prompt_tokens: int = 1000, render_workers: Sequence[int] = (1, 2)
+) -> Preprocessing:
     # Imported here: transformers takes seconds to import, and only this needs it.
     from gateway.model_files import resolve_model_dir
     from gateway.prompts import PromptRenderer
@@ -85,6 +119,8 @@ def measure(concurrency: int = 2048, prompt_tokens: int = 1000) -> Preprocessing
             began = time.perf_counter()
             renderer.render_sync(messages)
             service.append(time.perf_counter() - began)
+        cpu_per_prompt = _cpu_per_call(renderer.render_sync, prompts[:200])
+        before = _transformers_cpu(model_dir, settings.chat_template, prompts[:200], renderer)
         cpu, machine, began = time.process_time(), machine_busy_seconds(), time.perf_counter()
         burst = asyncio.run(_burst(renderer, prompts))
         burst_seconds = time.perf_counter() - began
@@ -92,11 +128,60 @@ def measure(concurrency: int = 2048, prompt_tokens: int = 1000) -> Preprocessing
         others = machine_busy_seconds() - machine - cpu_seconds
     finally:
         renderer.close()
-    return Preprocessing(concurrency, tokens, service, burst, burst_seconds, cpu_seconds, others)
+    worker_bursts = {
+        n: _worker_burst(model_dir, settings.chat_template, n, prompts) for n in render_workers
+    }
+    return Preprocessing(
+        concurrency, tokens, service, burst, burst_seconds, cpu_seconds, others,
+        cpu_per_prompt, before, worker_bursts,
+    )  # fmt: skip
 
 
-async def _burst(renderer: PromptRenderer, prompts: list[list[dict[str, str]]]) -> list[float]:
-    async def one(messages: list[dict[str, str]]) -> float:
+def _cpu_per_call(render: Callable[[Messages], object], prompts: list[Messages]) -> float:
+    began = time.process_time()
+    for messages in prompts:
+        render(messages)
+    return (time.process_time() - began) / len(prompts)
+
+
+def _transformers_cpu(
+    model_dir: Path, chat_template: Path | None, prompts: list[Messages], renderer: PromptRenderer
+) -> float:
+    """CPU per prompt of what the gateway did before: transformers renders, Rust encodes."""
+    from transformers import AutoTokenizer
+
+    tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template.read_text()
+    backend = tokenizer.backend_tokenizer
+
+    def render(messages: Messages) -> list[int]:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids: list[int] = backend.encode(text, add_special_tokens=False).ids
+        return ids
+
+    assert render(prompts[0]) == renderer.render_sync(prompts[0]), "not the same prompt"
+    render(prompts[0])  # any lazy set-up out of the measurement
+    return _cpu_per_call(render, prompts)
+
+
+def _worker_burst(
+    model_dir: Path, chat_template: Path | None, workers: int, prompts: list[Messages]
+) -> tuple[list[float], float]:
+    from gateway.prompts import PromptRenderer
+
+    renderer = PromptRenderer(model_dir, chat_template, render_workers=workers)
+    try:
+        asyncio.run(_burst(renderer, prompts[: workers * 8]))  # each worker's piece cache
+        began = time.perf_counter()
+        burst = asyncio.run(_burst(renderer, prompts))
+        return burst, time.perf_counter() - began
+    finally:
+        renderer.close()
+
+
+async def _burst(renderer: PromptRenderer, prompts: list[Messages]) -> list[float]:
+    async def one(messages: Messages) -> float:
         began = time.perf_counter()
         await renderer.render(messages)
         return time.perf_counter() - began
@@ -110,5 +195,5 @@ def _words_for(renderer: PromptRenderer, prompt_tokens: int) -> int:
     return max(1, prompt_tokens - overhead)
 
 
-def _messages(text: str) -> list[dict[str, str]]:
+def _messages(text: str) -> Messages:
     return [{"role": "user", "content": text}]

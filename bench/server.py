@@ -161,7 +161,7 @@ def wait_idle(server: ServerProcess, timeout: float = 60.0) -> None:
         if not busy:
             return
         time.sleep(0.5)
-    raise TimeoutError("the gateway still has requests running a minute after the load stopped")
+    raise TimeoutError(f"{server.name} still has requests running {timeout:.0f} s after the load")
 
 
 def gateway(engine: str, env: Mapping[str, str] | None = None) -> ServerProcess:
@@ -172,3 +172,17 @@ def gateway(engine: str, env: Mapping[str, str] | None = None) -> ServerProcess:
     launcher = [script] if script else fallback
     command = [*launcher, "serve", "--engine", engine, "--host", "127.0.0.1", "--port", str(port)]
     return ServerProcess(f"gateway-{engine}", command, port, env, ready_path="/ready")
+
+
+def floor(token_seconds: float, prefill_seconds: float = 0.0) -> ServerProcess:
+    """The transport floor (bench/floor.py) on a free loopback port, in a process of its own
+    as the gateway is, so that its CPU is read from /proc the same way."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "bench.floor", "--port", str(port),
+        "--token-seconds", str(token_seconds), "--prefill-seconds", str(prefill_seconds),
+    ]  # fmt: skip
+    # The child imports `bench` from this checkout, wherever the harness was started.
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    return ServerProcess("floor", command, port, {"PYTHONPATH": path})

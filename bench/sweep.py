@@ -13,6 +13,11 @@ Figures per level, all from one window of one run:
   TTFT, ITL         client-side, and "added": minus the engine's step time(s)
   gateway CPU       utime+stime of the server process over the window (/proc)
   client CPU        the load processes' own CPU over the same window
+
+Unless `--no-floor`, each level then runs at once against the transport floor
+(bench/floor.py: the least any Python gateway on uvicorn can cost, its tokens
+paced as the synthetic engine's) with the same clients and workload; gateway /
+floor is the headline.
 """
 
 from __future__ import annotations
@@ -20,19 +25,22 @@ from __future__ import annotations
 import math
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import profile
 from bench.load import ClientPool, LoadPlan, WindowStats
 from bench.report import fmt, mean, ms, percentile, table
-from bench.server import ServerProcess, gateway, machine_busy_seconds, wait_idle
+from bench.server import ServerProcess, floor, gateway, machine_busy_seconds, wait_idle
 from bench.workload import CHAT_PATH, chat_bodies, mean_max_tokens
 
 MODEL = "SmolLM2-135M-Instruct"
 # "other cores" above this mean another workload shared the machine (the harness's
 # own parent process and unattributed kernel work stay well below it).
 OTHER_CORES_WARNING = 0.25  # the served name: the synthetic engine uses its tokenizer
+# The floor's figures in the JSON line, per level (`floor_<figure>_c<streams>`).
+FLOOR_FIGURES = ("cpu_us_per_token", "delivered_ratio", "errors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,7 @@ class SweepConfig:
     request_cost_streams: int = 64  # then a level of 1-token requests (0: none)
     profile_level: int | None = None  # py-spy record the gateway during this level
     profile_out: Path | None = None
+    floor: bool = True  # each level against the transport floor too, right after the gateway
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,27 +143,49 @@ def _per_token(cpu_seconds: float, tokens: float) -> float:
     return cpu_seconds / tokens * 1e6 if tokens else math.nan
 
 
-def run_sweep(config: SweepConfig) -> list[Level]:
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    gateway: list[Level]
+    floor: list[Level]  # the same levels in the same order; empty without the floor
+
+
+def run_sweep(config: SweepConfig) -> Sweep:
+    """Each level against the gateway, then at once against the floor (`config.floor`).
+
+    Both servers stay up all along, the idle one waiting on its event loop:
+    interleaving the two puts any drift of a shared machine on both sides.
+    """
     env = {
         "GATEWAY_SYNTHETIC__TOKEN_SECONDS": str(config.token_seconds),
         "GATEWAY_SYNTHETIC__PREFILL_SECONDS": str(config.prefill_seconds),
         "GATEWAY_SYNTHETIC__MAX_BATCH_SIZE": str(max(4096, max(config.levels))),
     }
-    levels = []
-    with gateway("synthetic", env) as server, ClientPool(config.clients) as clients:
-        for streams in config.levels:
-            levels.append(measure_level(server, clients, streams, config))
-            print(f"  {streams} streams: done", flush=True)
-            wait_idle(server)
-        if config.request_cost_streams:
-            # One-token requests: nearly all the gateway's work is per request, so
-            # this level prices a request (parsing, rendering, set-up, teardown).
-            one_token = replace(config, output_tokens=1)
-            level = measure_level(server, clients, config.request_cost_streams, one_token)
-            level = replace(level, label=f"{level.streams} x 1 tok")
-            levels.append(level)
-            print(f"  {level.name}: done", flush=True)
-    return levels
+    with ExitStack() as stack:
+        servers = [stack.enter_context(gateway("synthetic", env))]
+        if config.floor:
+            servers.append(stack.enter_context(floor(config.token_seconds, config.prefill_seconds)))
+        clients = stack.enter_context(ClientPool(config.clients))
+        measured: list[list[Level]] = [[] for _ in servers]
+        for streams, level_config, label in _plan(config):
+            for server, levels in zip(servers, measured, strict=True):
+                level = measure_level(server, clients, streams, level_config)
+                levels.append(replace(level, label=label))
+                wait_idle(server)
+                # py-spy records the gateway only, never the floor after it.
+                level_config = replace(level_config, profile_level=None)
+            print(f"  {measured[0][-1].name}: done", flush=True)
+    return Sweep(measured[0], measured[1] if config.floor else [])
+
+
+def _plan(config: SweepConfig) -> list[tuple[int, SweepConfig, str]]:
+    """The levels in order, as (streams, their config, their label)."""
+    plan = [(streams, config, "") for streams in config.levels]
+    if config.request_cost_streams:
+        # One-token requests: nearly all the gateway's work is per request, so
+        # this level prices a request (parsing, rendering, set-up, teardown).
+        streams = config.request_cost_streams
+        plan.append((streams, replace(config, output_tokens=1), f"{streams} x 1 tok"))
+    return plan
 
 
 def measure_level(
@@ -287,11 +318,76 @@ def _sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.perf_counter()))
 
 
-def render(levels: list[Level]) -> str:
+def sweep_figures(sweep: Sweep) -> dict[str, float]:
+    """The figures of the JSON line: the gateway's per level (`<figure>_c<streams>`), the
+    floor's beside them (`floor_<figure>_c<streams>`) and their ratios (gateway / floor)."""
+    figures: dict[str, float] = {}
+    floors: list[Level | None] = [*sweep.floor] or [None] * len(sweep.gateway)
+    for level, floor_level in zip(sweep.gateway, floors, strict=True):
+        figures.update(_level_figures(level, floor_level))
+    per_token = [figures.get(f"cpu_us_per_token_c{n}", math.nan) for n in (256, 1024)]
+    figures["cpu_us_per_token"] = max(per_token)  # the goal holds at both
+    return figures
+
+
+def _level_figures(level: Level, floor_level: Level | None) -> dict[str, float]:
+    ours = level.figures()
+    theirs = floor_level.figures() if floor_level is not None else {}
+    if level.label:  # the 1-token level: what one request costs
+        figures = {
+            "request_cpu_us": ours["cpu_us_per_token"],
+            "request_rate_1tok": ours["requests"] / level.config.seconds,
+        }
+        if theirs:
+            figures["floor_request_cpu_us"] = theirs["cpu_us_per_token"]
+            figures["ratio_request_cpu"] = _cpu_ratio(ours, theirs)
+        return figures
+    suffix = f"_c{level.streams}"
+    figures = {key + suffix: value for key, value in ours.items()}
+    if theirs:
+        figures.update({f"floor_{key}{suffix}": theirs[key] for key in FLOOR_FIGURES})
+        figures[f"ratio_cpu_per_token{suffix}"] = _cpu_ratio(ours, theirs)
+    return figures
+
+
+def _cpu_ratio(gateway_figures: dict[str, float], floor_figures: dict[str, float]) -> float:
+    """The gateway's CPU per token over the floor's."""
+    floor_cpu = floor_figures["cpu_us_per_token"]
+    return gateway_figures["cpu_us_per_token"] / floor_cpu if floor_cpu else math.nan
+
+
+def render_sweep(sweep: Sweep) -> str:
+    text = render(sweep.gateway)
+    if not sweep.floor:
+        return text
+    return (
+        f"{text}\n\ntransport floor (bench/floor.py), each level right after the gateway's:\n"
+        f"{render(sweep.floor, server='floor')}\n\n{render_ratios(sweep)}"
+    )
+
+
+def render_ratios(sweep: Sweep) -> str:
+    rows = []
+    for level, floor_level in zip(sweep.gateway, sweep.floor, strict=True):
+        ours, theirs = level.figures(), floor_level.figures()
+        rows.append([
+            level.name, fmt(ours["cpu_us_per_token"], 1), fmt(theirs["cpu_us_per_token"], 1),
+            fmt(_cpu_ratio(ours, theirs), 2), fmt(ours["delivered_ratio"], 3),
+            fmt(theirs["delivered_ratio"], 3),
+        ])  # fmt: skip
+    headers = ["streams", "gw us/tok", "floor us/tok", "gw/floor", "gw deliv/ideal",
+               "floor deliv/ideal"]  # fmt: skip
+    return (
+        f"gateway / transport floor, CPU per streamed token:\n{table(headers, rows)}\n"
+        "(1-token level: a token is a request, so us/tok is CPU per short request)"
+    )
+
+
+def render(levels: list[Level], server: str = "gw") -> str:
     throughput = table(
         ["streams", "deliv tok/s", "ideal tok/s", "deliv/ideal", "deliv/emitted", "tok/chunk",
-         "gw cores", "gw us/tok", "client cores", "client us/tok", "other cores", "reqs",
-         "errors"],
+         f"{server} cores", f"{server} us/tok", "client cores", "client us/tok", "other cores",
+         "reqs", "errors"],
         [
             [level.name, *(fmt(f[key], digits) for key, digits in (
                 ("delivered_tps", 0), ("ideal_tps", 0), ("delivered_ratio", 3),
@@ -303,7 +399,7 @@ def render(levels: list[Level]) -> str:
     )  # fmt: skip
     latency = table(
         ["streams", "TTFT p50", "TTFT p99", "+TTFT p50", "+TTFT p99", "adm wait mean",
-         "gw TTFT mean", "ITL p50", "ITL p99", "+ITL p50", "+ITL p99", "/health p50",
+         f"{server} TTFT mean", "ITL p50", "ITL p99", "+ITL p50", "+ITL p99", "/health p50",
          "/health max"],
         [
             [level.name, *(fmt(f[key], 2) for key in (

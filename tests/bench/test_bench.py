@@ -14,7 +14,7 @@ from bench.load import ClientPool, LoadPlan, WindowStats
 from bench.profile import summarise
 from bench.server import ServerProcess, cpu_seconds, machine_busy_seconds
 from bench.sse_client import Connection
-from bench.sweep import Level, SweepConfig
+from bench.sweep import Level, Sweep, SweepConfig, sweep_figures
 from bench.workload import CHAT_PATH, chat_bodies, mean_max_tokens
 from tests.conftest import LiveServer
 
@@ -100,6 +100,33 @@ def test_ideal_rate_follows_the_engine_pace() -> None:
     # Together, each 128-token request spends one step waiting for admission.
     assert math.isclose(level(64).ideal_tps(), 64 * 128 / (129 * 0.02))
     assert math.isclose(level(64).figures()["cpu_us_per_token"], 1000.0)
+
+
+def test_sweep_figures_put_the_floor_beside_the_gateway() -> None:
+    config = SweepConfig(token_seconds=0.02, seconds=10.0)
+    stats = WindowStats(tokens=1000.0, chunks=1000, requests=50)
+
+    def level(streams: int, server_cpu: float, label: str = "") -> Level:
+        return Level(
+            streams, config, mean_output=128.0, client=stats, server_cpu=server_cpu,
+            machine_cpu=1.0, emitted_tps=50.0, queue_wait=0.0, health=[], scrape_seconds=0.0,
+            label=label,
+        )  # fmt: skip
+
+    gateway = [level(64, 0.08), level(64, 0.2, "64 x 1 tok")]
+    floor = [level(64, 0.02), level(64, 0.05, "64 x 1 tok")]
+    figures = sweep_figures(Sweep(gateway, floor))
+    assert figures["cpu_us_per_token_c64"] == 80.0  # the gateway's own names stay
+    assert math.isclose(figures["request_cpu_us"], 200.0)
+    assert math.isclose(figures["floor_cpu_us_per_token_c64"], 20.0)
+    assert math.isclose(figures["ratio_cpu_per_token_c64"], 4.0)
+    assert figures["floor_delivered_ratio_c64"] > 0
+    assert math.isclose(figures["floor_request_cpu_us"], 50.0)
+    assert math.isclose(figures["ratio_request_cpu"], 4.0)
+    # --no-floor: the gateway's figures alone.
+    alone = sweep_figures(Sweep(gateway, []))
+    assert not [key for key in alone if key.startswith(("floor_", "ratio_"))]
+    assert alone["cpu_us_per_token_c64"] == 80.0
 
 
 def test_profile_summary_ranks_own_samples(tmp_path: Path) -> None:
