@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from engines.settings import SyntheticSettings, TransformersSettings, TrtllmSettings
 from gateway.app import create_app
@@ -71,12 +72,39 @@ class LiveServer:
             assert time.monotonic() < deadline, why
             time.sleep(0.02)
 
-    def metric(self, name: str) -> float:
-        """The value of one unlabelled-by-us sample, e.g. `gateway_num_requests_running`."""
-        for line in httpx.get(f"{self.url}/metrics").text.splitlines():
-            if line.split("{")[0].split(" ")[0] == name:
-                return float(line.rsplit(" ", 1)[1])
-        raise KeyError(name)
+    def metric(self, name: str, **labels: str) -> float:
+        """One metric's value now, e.g. `gateway_num_requests_running` (see `Scrape.value`)."""
+        return self.scrape().value(name, **labels)
+
+    def scrape(self) -> Scrape:
+        return Scrape(httpx.get(f"{self.url}/metrics").text)
+
+
+class Scrape:
+    """One reading of /metrics, parsed by prometheus_client: samples by name and labels."""
+
+    def __init__(self, text: str) -> None:
+        self.samples = [
+            (sample.name, sample.labels, sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        ]
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of the samples named `name` (`..._total`, `..._count`, `..._sum`) whose
+        labels include `labels`; a KeyError if there is none, so a misspelling fails."""
+        values = [
+            value
+            for sample, have, value in self.samples
+            if sample == name and labels.items() <= have.items()
+        ]
+        if not values:
+            raise KeyError(f"{name} {labels}")
+        return sum(values)
+
+    def growth(self, before: Scrape, name: str, **labels: str) -> float:
+        """How much `value(name, **labels)` grew since `before`."""
+        return self.value(name, **labels) - before.value(name, **labels)
 
 
 def serve(settings: Settings, send_buffer: int | None = None) -> Iterator[LiveServer]:

@@ -93,8 +93,16 @@ def test_penalties_break_a_greedy_repetition(sdk: openai.OpenAI) -> None:
     assert apples(extra_body={"repetition_penalty": 2.0}) < plain
 
 
-def test_the_same_seed_samples_the_same_answer(sdk: openai.OpenAI) -> None:
-    def sampled(seed: int) -> str | None:
-        return greedy(sdk, temperature=1.0, seed=seed, max_tokens=16).choices[0].message.content
+def test_the_seed_decides_a_sampled_answer_and_temperature_zero_ignores_it(
+    sdk: openai.OpenAI,
+) -> None:
+    story: list[Any] = [{"role": "user", "content": "Tell me a story about a cat."}]
 
-    assert sampled(7) == sampled(7)
+    def answer(seed: int, temperature: float) -> str | None:
+        completion = greedy(sdk, messages=story, temperature=temperature, seed=seed, max_tokens=16)
+        return completion.choices[0].message.content
+
+    assert answer(7, 1.0) == answer(7, 1.0)
+    sampled = {seed: answer(seed, 1.0) for seed in range(1, 5)}
+    assert len(set(sampled.values())) > 1, sampled  # the seed is used, and the temperature
+    assert answer(1, 0.0) == answer(2, 0.0)  # greedy: no seed changes it

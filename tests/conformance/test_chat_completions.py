@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 
 import httpx
 import openai
@@ -155,28 +157,74 @@ def test_unknown_model_is_404(gateway: LiveServer) -> None:
     assert caught.value.body["code"] == "model_not_found"
 
 
-def test_metrics_are_exported_after_traffic(gateway: LiveServer) -> None:
-    client(gateway).chat.completions.create(
-        model=model_name(gateway), messages=PROMPT, max_tokens=2
+def test_metrics_count_the_traffic(gateway: LiveServer) -> None:
+    """Per engine request: one time to first token, one end-to-end latency and one queue
+    time; one inter-token latency per engine delivery after the first (with logprobs,
+    every delivery is a chunk of its own); its finish reason and tokens counted once."""
+    sdk, name = client(gateway), model_name(gateway)
+    gateway.wait_idle(10, "an earlier test left the engine busy")
+    before = gateway.scrape()
+    began = time.perf_counter()
+    single = sdk.chat.completions.create(model=name, messages=PROMPT, max_tokens=1)
+    chunks = list(
+        sdk.chat.completions.create(
+            model=name,
+            messages=PROMPT,
+            max_tokens=6,
+            logprobs=True,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
     )
-    text = httpx.get(f"{gateway.url}/metrics").text
-    for name in (
-        "gateway_request_success_total{",
-        "gateway_time_to_first_token_seconds_count{",
-        "gateway_inter_token_latency_seconds_count{",
-        "gateway_e2e_request_latency_seconds_count{",
-        "gateway_request_queue_time_seconds_count{",
-        "gateway_prompt_tokens_total{",
-        "gateway_generation_tokens_total{",
-        "gateway_num_requests_running{",
-        "gateway_num_requests_waiting{",
-        "gateway_kv_cache_usage_perc{",
-        "gateway_engine_step_seconds{",
-        "gateway_prefix_cache_queries_total{",
-        "gateway_prefix_cache_hits_total{",
-        'gateway_http_requests_total{route="/v1/chat/completions",status="200"}',
+    wall = time.perf_counter() - began
+    after = gateway.scrape()
+
+    deliveries = sum(
+        bool(chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content)
+        for chunk in chunks
+    )
+    assert deliveries >= 1
+    streamed_usage = chunks[-1].usage
+    assert single.usage is not None and streamed_usage is not None
+    reasons: Counter[str] = Counter([single.choices[0].finish_reason])
+    reasons.update(
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    )
+    assert sum(reasons.values()) == 2
+
+    def grown(metric: str, **labels: str) -> float:
+        return after.growth(before, metric, **labels)
+
+    for histogram, count in (
+        ("gateway_time_to_first_token_seconds", 2),
+        ("gateway_e2e_request_latency_seconds", 2),
+        ("gateway_inter_token_latency_seconds", deliveries - 1),
     ):
-        assert name in text, name
+        assert grown(f"{histogram}_count") == count, histogram
+        if count:  # every observation lies within the traffic's wall time
+            assert 0 < grown(f"{histogram}_sum") < wall * count, histogram
+    assert grown("gateway_request_queue_time_seconds_count") == 2
+    assert 0 <= grown("gateway_request_queue_time_seconds_sum") < wall * 2
+    for reason in ("stop", "length", "tool_calls", "abort", "error"):
+        finished = grown("gateway_request_success_total", finished_reason=reason)
+        assert finished == reasons[reason], reason
+    assert grown("gateway_prompt_tokens_total") == (
+        single.usage.prompt_tokens + streamed_usage.prompt_tokens
+    )
+    assert grown("gateway_generation_tokens_total") == (
+        single.usage.completion_tokens + streamed_usage.completion_tokens
+    )
+    for gauge in (
+        "gateway_num_requests_running",
+        "gateway_num_requests_waiting",
+        "gateway_kv_cache_usage_perc",
+        "gateway_engine_step_seconds",
+        "gateway_prefix_cache_queries_total",
+        "gateway_prefix_cache_hits_total",
+    ):
+        after.value(gauge)  # exported, or a KeyError
+    assert after.value("gateway_http_requests_total", route="/v1/chat/completions", status="200")
+    text = httpx.get(f"{gateway.url}/metrics").text
     assert ":" not in "".join(line.split("{")[0] for line in text.splitlines() if line[:1] != "#")
 
 

@@ -33,7 +33,14 @@ def test_queued_prompt_tokens_are_bounded_until_the_first_token() -> None:
 
 
 def test_a_single_long_prompt_is_never_refused_for_its_length() -> None:
-    assert admission(max_queued_tokens=100).admit(5000) is not None
+    gate = admission(max_queued_tokens=100)
+    ticket = gate.admit(5000)
+    assert (gate.in_flight, gate.queued_tokens) == (1, 5000)
+    with pytest.raises(Overloaded, match="prompt tokens"):
+        gate.admit(1)  # but nothing joins it until its prefill is done
+    ticket.started()
+    gate.admit(1)
+    assert (gate.in_flight, gate.queued_tokens) == (2, 1)
 
 
 def test_release_is_idempotent() -> None:

@@ -5,17 +5,53 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.metrics import FINISH_REASONS, Metrics
+from engines.base import FinishReason
+from gateway.metrics import Metrics
+
+# Every finish reason a choice can end with: the engine's, a tool call's, a gone client's
+# and a failure's; spelled out here rather than read from the module under test.
+REASONS = ("stop", "length", "tool_calls", "abort", "error")
 
 
-@pytest.mark.parametrize("reason", FINISH_REASONS)
-def test_every_finish_reason_a_choice_can_have_is_counted(reason: str) -> None:
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    found = registry.get_sample_value(name, {"model_name": "m", **labels})
+    assert found is not None, f"{name} {labels} is not exported"
+    return found
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_a_finished_request_is_counted_once_under_its_reason(reason: str) -> None:
+    registry = CollectorRegistry()
+    began = time.perf_counter()
+    request = Metrics(registry, "m").request(began)
+    time.sleep(0.001)
+    request.finished(FinishReason(reason), 3, 2, 0.25)
+    wall = time.perf_counter() - began
+    for other in REASONS:
+        expected = 1 if other == reason else 0
+        assert value(registry, "gateway_request_success_total", finished_reason=other) == expected
+    assert value(registry, "gateway_prompt_tokens_total") == 3
+    assert value(registry, "gateway_generation_tokens_total") == 2
+    assert value(registry, "gateway_request_queue_time_seconds_count") == 1
+    assert value(registry, "gateway_request_queue_time_seconds_sum") == 0.25
+    assert value(registry, "gateway_e2e_request_latency_seconds_count") == 1
+    assert 0 < value(registry, "gateway_e2e_request_latency_seconds_sum") <= wall
+
+
+def test_time_to_first_token_once_then_an_inter_token_latency_per_delivery() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, "m")
-    metrics.request(time.perf_counter()).finished(reason, 3, 2, 0.0)
-    labels = {"model_name": "m", "finished_reason": reason}
-    assert registry.get_sample_value("gateway_request_success_total", labels) == 1
-
-
-def test_tool_calls_is_a_finish_reason() -> None:
-    assert "tool_calls" in FINISH_REASONS
+    began = time.perf_counter()
+    first, second = metrics.request(began), metrics.request(began)
+    for _ in range(4):
+        time.sleep(0.001)  # distinct readings, however coarse the clock
+        first.delivered()
+    second.delivered()
+    wall = time.perf_counter() - began
+    assert value(registry, "gateway_time_to_first_token_seconds_count") == 2
+    assert 0 < value(registry, "gateway_time_to_first_token_seconds_sum") <= 2 * wall
+    assert value(registry, "gateway_inter_token_latency_seconds_count") == 3
+    assert 0 < value(registry, "gateway_inter_token_latency_seconds_sum") <= wall
+    # Nothing is finished yet: no end-to-end latency, no tokens.
+    assert value(registry, "gateway_e2e_request_latency_seconds_count") == 0
+    assert value(registry, "gateway_generation_tokens_total") == 0

@@ -69,15 +69,34 @@ def test_n_choices_unstreamed_with_stop_strings_each_cut(synthetic_gateway: Live
 
 
 def test_continuous_usage_counts_up_in_every_chunk(synthetic_gateway: LiveServer) -> None:
+    """Each content chunk's usage counts the tokens delivered so far (1, 2, 3, ... unless
+    the engine's steps coalesce; with logprobs every chunk says how many it holds)."""
     stream = client(synthetic_gateway).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "Hi"}],
         max_tokens=4,
+        logprobs=True,
         stream=True,
         extra_body={"stream_options": {"include_usage": True, "continuous_usage_stats": True}},
     )
-    counts = [c.usage.completion_tokens for c in stream if c.choices and c.usage is not None]
-    assert counts == sorted(counts) and counts[-1] == 4
+    role, *contents, finish, final = list(stream)
+    assert role.choices[0].delta.role == "assistant"
+    assert final.choices == [] and final.usage is not None
+    prompt_tokens = final.usage.prompt_tokens
+    assert final.usage.completion_tokens == 4
+    delivered, counts, expected = 0, [], []
+    for chunk in contents:
+        (choice,) = chunk.choices
+        assert choice.logprobs is not None and choice.logprobs.content  # one delivery
+        delivered += len(choice.logprobs.content)
+        assert chunk.usage is not None, "a content chunk without its usage so far"
+        assert chunk.usage.prompt_tokens == prompt_tokens
+        assert chunk.usage.total_tokens == prompt_tokens + chunk.usage.completion_tokens
+        counts.append(chunk.usage.completion_tokens)
+        expected.append(delivered)
+    assert counts == expected and delivered == 4
+    assert finish.choices[0].finish_reason == "length"
+    assert finish.usage is not None and finish.usage.completion_tokens == 4
 
 
 @pytest.fixture(scope="module")
