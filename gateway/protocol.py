@@ -14,7 +14,17 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from gateway.errors import InvalidRequest, UnsupportedParameter
 
@@ -106,6 +116,89 @@ def _json_or_text(arguments: str) -> Any:
         return arguments
 
 
+class FunctionDefinition(_Wire):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", max_length=64)]  # OpenAI's limits
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON Schema: tool_prompts checks it compiles
+    strict: bool | None = None  # accepted: forced calls follow the schema strictly anyway
+
+
+class Tool(_Wire):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+    def template_dict(self) -> dict[str, Any]:
+        """The tool as chat templates take it: the fields the client sent, and no others."""
+        return self.model_dump(exclude_unset=True)
+
+
+class ToolChoiceFunction(_Wire):
+    name: str
+
+
+class NamedToolChoice(_Wire):
+    type: Literal["function"]
+    function: ToolChoiceFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+def _tool_refusal(tools: list[Any], error: ErrorDetails) -> InvalidRequest:
+    """OpenAI's 400 for pydantic's first complaint about one of `tools`."""
+    index, *field = error["loc"]
+    where = f"tools[{index}]" + "".join(f".{part}" for part in field)
+    value = error["input"]
+    if field in ([], ["type"]):  # not an object, or a tool of another type
+        return InvalidRequest(
+            f"Invalid value: {value!r}. Supported values are: 'function'.",
+            param=f"tools[{index}].type",
+            code="invalid_value",
+        )
+    if field == ["function"] or error["type"] == "missing" or value is None:
+        return _missing(where)
+    if field[-1] == "parameters":
+        name = tools[int(index)]["function"]["name"]  # a string: the name is checked first
+        return InvalidRequest(
+            f"Invalid schema for function '{name}': parameters must be a JSON Schema object.",
+            param=where,
+            code="invalid_function_parameters",
+        )
+    if error["type"] == "string_too_long":
+        return InvalidRequest(
+            f"Invalid '{where}': string too long. Expected a string with maximum length 64, "
+            f"but got a string with length {len(value)} instead.",
+            param=where,
+            code="string_above_max_length",
+        )
+    if field[-1] == "name":
+        return InvalidRequest(
+            f"Invalid '{where}': string does not match pattern. "
+            "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+            param=where,
+            code="invalid_value",
+        )
+    message = f"Invalid type for '{where}': {error['msg']}."  # description, strict
+    return InvalidRequest(message, param=where, code="invalid_type")
+
+
+def _choice_refusal(choice: object) -> InvalidRequest:
+    """OpenAI's 400 for a `tool_choice` that is neither a mode nor a named function."""
+    if isinstance(choice, dict):
+        return _missing("tool_choice.function.name")
+    return InvalidRequest(
+        f"Invalid value: '{choice}'. Supported values are: 'none', 'auto', and 'required'.",
+        param="tool_choice",
+        code="invalid_value",
+    )
+
+
+def _missing(where: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Missing required parameter: '{where}'.", param=where, code="missing_required_parameter"
+    )
+
+
 class StreamOptions(_Wire):
     include_usage: bool = False
     continuous_usage_stats: bool = False  # usage in every chunk, not only at the end
@@ -178,11 +271,31 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0)] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool = True
     chat_template_kwargs: dict[str, Any] | None = None  # e.g. {"enable_thinking": false}
     functions: list[dict[str, Any]] | None = None  # deprecated by OpenAI: refused
+
+    # The refusals raised here are not ValueErrors: pydantic lets them through unwrapped, and
+    # the 400 keeps OpenAI's param and code, which a validation error's rendering cannot carry.
+    @field_validator("tools", mode="wrap")
+    @classmethod
+    def _tools_in_openai_words(cls, tools: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(tools)
+        except ValidationError as error:
+            if not isinstance(tools, list):
+                raise  # pydantic's own 400 names `tools`
+            raise _tool_refusal(tools, error.errors()[0]) from None
+
+    @field_validator("tool_choice", mode="wrap")
+    @classmethod
+    def _choice_in_openai_words(cls, choice: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(choice)
+        except ValidationError:
+            raise _choice_refusal(choice) from None
 
     @property
     def requested_max_tokens(self) -> int | None:

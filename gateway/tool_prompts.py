@@ -29,8 +29,8 @@ from typing import Any
 from xgrammar import Grammar
 
 from gateway.errors import InvalidRequest
+from gateway.protocol import FunctionDefinition, NamedToolChoice, Tool, ToolChoice
 
-_NAME = re.compile(r"[a-zA-Z0-9_-]+")
 _XGRAMMAR_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: ")  # "[01:05:04] /project/cpp/x.cc:83: "
 
 
@@ -102,15 +102,18 @@ _FORMATS = {
 }
 
 
-def system_prompt(format: str, tools: list[dict[str, Any]]) -> str:
+def system_prompt(format: str, tools: list[Tool]) -> str:
     """Tool-use instructions listing `tools`, for a template that does not render them."""
     style = _FORMATS[format]
-    listed = (json.dumps(tool, ensure_ascii=False, indent=style.tool_indent) for tool in tools)
+    listed = (
+        json.dumps(tool.template_dict(), ensure_ascii=False, indent=style.tool_indent)
+        for tool in tools
+    )
     return style.instructions.format(tools=style.tool_separator.join(listed))
 
 
 def fallback_messages(
-    messages: list[dict[str, Any]], tools: list[dict[str, Any]], format: str
+    messages: list[dict[str, Any]], tools: list[Tool], format: str
 ) -> list[dict[str, Any]]:
     """`messages` as plain role/content dicts, with tools, calls and results written as text.
 
@@ -161,30 +164,25 @@ def _calls_text(style: _Format, tool_calls: list[dict[str, Any]]) -> str:
 
 
 def tool_call_grammar(
-    format: str,
-    tools: list[dict[str, Any]],
-    choice: str | dict[str, Any],
-    *,
-    parallel_tool_calls: bool = True,
+    format: str, tools: list[Tool], choice: ToolChoice, *, parallel_tool_calls: bool = True
 ) -> str:
     """xgrammar EBNF for output that is only tool calls, in `format`.
 
     `choice` "required": one or more calls (exactly one without
-    `parallel_tool_calls`) of any of `tools`; a named function choice
-    (`{"type": "function", "function": {"name": ...}}`): exactly one call of it.
-    Each call's arguments follow its tool's `parameters`. Call `validate_tools`
-    first: this assumes what it checks.
+    `parallel_tool_calls`) of any of `tools`; a named function choice: exactly
+    one call of it. Each call's arguments follow its tool's `parameters`. Call
+    `validate_tools` first: this assumes what it checks.
     """
     style = _FORMATS[format]
     if choice == "required":
         chosen = tools
-    elif isinstance(choice, dict):
-        chosen = [tool for tool in tools if tool["function"]["name"] == choice["function"]["name"]]
+    elif isinstance(choice, NamedToolChoice):
+        chosen = [tool for tool in tools if tool.function.name == choice.function.name]
     else:
         raise ValueError(f"tool_choice {choice!r} forces no call")
     call = Grammar.concat(
         *_literal(style.open),
-        Grammar.union(*(_call_grammar(style, tool["function"]) for tool in chosen)),
+        Grammar.union(*(_call_grammar(style, tool.function) for tool in chosen)),
         *_literal(style.close),
     )
     if choice == "required" and parallel_tool_calls:
@@ -195,9 +193,9 @@ def tool_call_grammar(
     return str(Grammar.concat(*_literal(style.head), call, *_literal(style.tail)))
 
 
-def _call_grammar(style: _Format, function: dict[str, Any]) -> Grammar:
+def _call_grammar(style: _Format, function: FunctionDefinition) -> Grammar:
     """`{"name": "f", "arguments": {...}}` with the arguments following the parameters."""
-    head = json.dumps({"name": function["name"]})[:-1] + f', "{style.arguments}": '
+    head = json.dumps({"name": function.name})[:-1] + f', "{style.arguments}": '
     return Grammar.concat(
         *_literal(head),
         Grammar.from_json_schema(_parameters(function), any_whitespace=False, strict_mode=True),
@@ -210,83 +208,41 @@ def _literal(text: str) -> list[Grammar]:
     return [Grammar.from_ebnf(f"root ::= {json.dumps(text)}")] if text else []
 
 
-def _parameters(function: dict[str, Any]) -> str:
+def _parameters(function: FunctionDefinition) -> str:
     """The function's parameters as schema text: arguments are always an object, and
     a function without parameters takes none (`{}` only), as OpenAI reads it."""
-    return json.dumps({"type": "object", **(function.get("parameters") or {"properties": {}})})
+    return json.dumps({"type": "object", **(function.parameters or {"properties": {}})})
 
 
-def validate_tools(
-    tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any] | None
-) -> None:
-    """Raise `InvalidRequest`, with OpenAI's wording where known, for tools the
-    gateway could not prompt, parse or force."""
-    names: list[str] = []
+def validate_tools(tools: list[Tool] | None, tool_choice: ToolChoice | None) -> None:
+    """Raise `InvalidRequest`, with OpenAI's wording, for tools the gateway could not
+    prompt, parse or force. Their shape is checked as the request is parsed
+    (`gateway.protocol`): what is left needs the tools together or xgrammar."""
+    names: set[str] = set()
     for index, tool in enumerate(tools or []):
-        name = _validate_tool(index, tool)
+        name = tool.function.name
+        _validate_parameters(f"tools[{index}].function.parameters", tool.function)
         if name in names:
             raise InvalidRequest(
                 f"Invalid 'tools': function name '{name}' is used more than once.",
                 param=f"tools[{index}].function.name",
                 code="invalid_value",
             )
-        names.append(name)
+        names.add(name)
     _validate_choice(tool_choice, names)
 
 
-def _validate_tool(index: int, tool: Any) -> str:
-    """The tool's function name, once the tool is known to be usable."""
-    where = f"tools[{index}]"
-    if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-        kind = tool.get("type") if isinstance(tool, dict) else tool
-        raise InvalidRequest(
-            f"Invalid value: {kind!r}. Supported values are: 'function'.",
-            param=f"{where}.type",
-            code="invalid_value",
-        )
-    function = tool.get("function")
-    name = function.get("name") if isinstance(function, dict) else None
-    if not isinstance(function, dict) or name is None:
-        missing = f"{where}.function" + (".name" if isinstance(function, dict) else "")
-        raise InvalidRequest(
-            f"Missing required parameter: '{missing}'.",
-            param=missing,
-            code="missing_required_parameter",
-        )
-    _validate_name(f"{where}.function.name", name)
-    _validate_parameters(f"{where}.function.parameters", name, function.get("parameters"))
-    return str(name)
-
-
-def _validate_name(where: str, name: Any) -> None:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidRequest(
-            f"Invalid '{where}': string does not match pattern. "
-            "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
-            param=where,
-            code="invalid_value",
-        )
-    if len(name) > 64:
-        raise InvalidRequest(
-            f"Invalid '{where}': string too long. Expected a string with maximum length 64, "
-            f"but got a string with length {len(name)} instead.",
-            param=where,
-            code="string_above_max_length",
-        )
-
-
-def _validate_parameters(where: str, name: str, parameters: Any) -> None:
+def _validate_parameters(where: str, function: FunctionDefinition) -> None:
+    parameters = function.parameters
     problem = None
-    if parameters is not None and not isinstance(parameters, dict):
-        problem = "parameters must be a JSON Schema object"
-    elif parameters and parameters.get("type", "object") != "object":
+    if parameters and parameters.get("type", "object") != "object":
         got = parameters["type"]
         problem = f"schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{got}\"'"
     elif parameters:
-        problem = _schema_problem(_parameters({"parameters": parameters}))
+        problem = _schema_problem(_parameters(function))
     if problem is not None:
         raise InvalidRequest(
-            f"Invalid schema for function '{name}': {problem}.",
+            f"Invalid schema for function '{function.name}': {problem}.",
             param=where,
             code="invalid_function_parameters",
         )
@@ -302,33 +258,18 @@ def _schema_problem(schema: str) -> str | None:
     return None
 
 
-def _validate_choice(choice: str | dict[str, Any] | None, names: list[str]) -> None:
+def _validate_choice(choice: ToolChoice | None, names: set[str]) -> None:
     if choice is None or choice in ("none", "auto"):
         return
-    if isinstance(choice, str) and choice != "required":
-        raise InvalidRequest(
-            f"Invalid value: '{choice}'. Supported values are: 'none', 'auto', and 'required'.",
-            param="tool_choice",
-            code="invalid_value",
-        )
     if not names:
         raise InvalidRequest(
             "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are "
             "specified.",
             param="tool_choice",
         )
-    if isinstance(choice, dict):
-        function = choice.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        if choice.get("type") != "function" or not isinstance(name, str):
-            raise InvalidRequest(
-                "Missing required parameter: 'tool_choice.function.name'.",
-                param="tool_choice.function.name",
-                code="missing_required_parameter",
-            )
-        if name not in names:
-            raise InvalidRequest(
-                f"Invalid 'tool_choice': no function named '{name}' in 'tools'.",
-                param="tool_choice.function.name",
-                code="invalid_value",
-            )
+    if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+        raise InvalidRequest(
+            f"Invalid 'tool_choice': no function named '{choice.function.name}' in 'tools'.",
+            param="tool_choice.function.name",
+            code="invalid_value",
+        )

@@ -3,16 +3,22 @@ from __future__ import annotations
 import functools
 import json
 import random
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import pytest
 import xgrammar
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 from xgrammar.testing import _get_masked_tokens_from_bitmask, _is_grammar_accept_string
 
 from gateway.errors import InvalidRequest
+from gateway.prompts import PromptRenderer
+from gateway.protocol import ChatCompletionRequest, Tool, ToolChoice
 from gateway.tool_parsers import TOOL_PARSERS
 from gateway.tool_prompts import (
     fallback_messages,
@@ -20,6 +26,7 @@ from gateway.tool_prompts import (
     tool_call_grammar,
     validate_tools,
 )
+from tests.conftest import LiveServer
 
 FORMATS = list(TOOL_PARSERS)
 WEATHER = {
@@ -50,6 +57,8 @@ def tool(name: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 TOOLS = [tool("get_weather", WEATHER), tool("stats", STATS), tool("plot", PLOT), tool("now")]
+TYPED_TOOLS = TypeAdapter(list[Tool]).validate_python(TOOLS)
+TOOL_CHOICE: TypeAdapter[ToolChoice] = TypeAdapter(ToolChoice)
 SCHEMAS: dict[str, dict[str, Any]] = {
     "get_weather": WEATHER,
     "stats": STATS,
@@ -74,7 +83,8 @@ def render(format: str, calls: list[tuple[str, str]]) -> str:
 
 
 def accepts(format: str, choice: str | dict[str, Any], text: str) -> bool:
-    return _is_grammar_accept_string(tool_call_grammar(format, TOOLS, choice), text)
+    grammar = tool_call_grammar(format, TYPED_TOOLS, TOOL_CHOICE.validate_python(choice))
+    return _is_grammar_accept_string(grammar, text)
 
 
 def parse(format: str, text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -93,7 +103,8 @@ TOKENIZER = xgrammar.TokenizerInfo(VOCAB, stop_token_ids=[STOP])
 
 @functools.cache
 def compiled(format: str, choice: str) -> xgrammar.CompiledGrammar:
-    grammar = tool_call_grammar(format, TOOLS, json.loads(choice))
+    typed = TOOL_CHOICE.validate_python(json.loads(choice))
+    grammar = tool_call_grammar(format, TYPED_TOOLS, typed)
     return xgrammar.GrammarCompiler(TOKENIZER).compile_grammar(grammar)
 
 
@@ -175,19 +186,19 @@ def test_a_named_choice_allows_exactly_one_call_of_that_function(format: str) ->
 
 @pytest.mark.parametrize("format", FORMATS)
 def test_required_without_parallel_calls_allows_exactly_one(format: str) -> None:
-    grammar = tool_call_grammar(format, TOOLS, "required", parallel_tool_calls=False)
+    grammar = tool_call_grammar(format, TYPED_TOOLS, "required", parallel_tool_calls=False)
     assert _is_grammar_accept_string(grammar, render(format, [("now", "{}")]))
     assert not _is_grammar_accept_string(grammar, render(format, [("now", "{}")] * 2))
 
 
 def test_grammar_refuses_a_choice_that_forces_nothing() -> None:
     with pytest.raises(ValueError, match="forces no call"):
-        tool_call_grammar("hermes", TOOLS, "auto")
+        tool_call_grammar("hermes", TYPED_TOOLS, "auto")
 
 
 @pytest.mark.parametrize("format", FORMATS)
 def test_system_prompt_lists_every_tool_schema(format: str) -> None:
-    prompt = system_prompt(format, TOOLS)
+    prompt = system_prompt(format, TYPED_TOOLS)
     for listed in TOOLS:
         indent = 4 if format == "llama3_json" else None
         assert json.dumps(listed, indent=indent) in prompt
@@ -216,10 +227,10 @@ CONVERSATION: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("format", FORMATS)
 def test_fallback_messages_are_plain_and_calls_parse_back(format: str) -> None:
-    plain = fallback_messages(CONVERSATION, TOOLS, format)
+    plain = fallback_messages(CONVERSATION, TYPED_TOOLS, format)
     assert all(set(message) == {"role", "content"} for message in plain)
     assert [m["role"] for m in plain] == ["system", "user", "assistant", "user", "assistant"]
-    assert plain[0]["content"] == "Be brief.\n\n" + system_prompt(format, TOOLS)
+    assert plain[0]["content"] == "Be brief.\n\n" + system_prompt(format, TYPED_TOOLS)
     content, calls = parse(format, plain[2]["content"])
     assert content == ("" if format == "llama3_json" else "Checking.")  # llama3: calls only
     assert calls == [("get_weather", '{"city": "Paris"}'), ("get_weather", '{"city": "Rome"}')]
@@ -228,15 +239,15 @@ def test_fallback_messages_are_plain_and_calls_parse_back(format: str) -> None:
 
 
 def test_fallback_tool_results_are_hermes_tool_responses_in_one_user_turn() -> None:
-    plain = fallback_messages(CONVERSATION, TOOLS, "hermes")
+    plain = fallback_messages(CONVERSATION, TYPED_TOOLS, "hermes")
     responses = "<tool_response>\nsunny\n</tool_response>\n<tool_response>\nrain\n</tool_response>"
     assert plain[3] == {"role": "user", "content": responses}
 
 
 def test_fallback_without_a_system_message_opens_with_the_instructions() -> None:
-    plain = fallback_messages([{"role": "user", "content": "hi"}], TOOLS, "hermes")
+    plain = fallback_messages([{"role": "user", "content": "hi"}], TYPED_TOOLS, "hermes")
     assert plain == [
-        {"role": "system", "content": system_prompt("hermes", TOOLS)},
+        {"role": "system", "content": system_prompt("hermes", TYPED_TOOLS)},
         {"role": "user", "content": "hi"},
     ]
 
@@ -248,11 +259,23 @@ def test_fallback_without_tools_only_rewrites_calls_and_results() -> None:
     assert plain[2] == {"role": "user", "content": results}
 
 
+def request(tools: Any, choice: Any = None) -> ChatCompletionRequest:
+    messages = [{"role": "user", "content": "hi"}]
+    body = {"model": "m", "messages": messages, "tools": tools, "tool_choice": choice}
+    return ChatCompletionRequest.model_validate(body)
+
+
+def validate(tools: Any, choice: Any) -> None:
+    """Both halves of the checks: the request's models, then `validate_tools`."""
+    body = request(tools, choice)
+    validate_tools(body.tools, body.tool_choice)
+
+
 def test_valid_tools_and_choices_pass() -> None:
     for choice in [None, "none", "auto", *CHOICES]:
-        validate_tools(TOOLS, choice)
-    validate_tools(None, "auto")
-    validate_tools([{"function": {"name": "f", "parameters": {}}}], None)  # type defaults
+        validate(TOOLS, choice)
+    validate(None, "auto")
+    validate([{"function": {"name": "f", "parameters": {}}}], None)  # type defaults
 
 
 def function(**fields: Any) -> dict[str, Any]:
@@ -298,7 +321,106 @@ def test_invalid_tools_and_choices_are_refused(
     tools: list[dict[str, Any]] | None, choice: Any, param: str, message: str
 ) -> None:
     with pytest.raises(InvalidRequest) as raised:
-        validate_tools(tools, choice)
+        validate(tools, choice)
     assert raised.value.param == param
     assert message in raised.value.message
     assert "/project/cpp" not in raised.value.message  # xgrammar's source location is cut
+
+
+@pytest.mark.parametrize(
+    ("tools", "choice", "param", "code"),
+    [
+        (["web_search"], None, "tools[0].type", "invalid_value"),
+        ([{"type": None, "function": {"name": "f"}}], None, "tools[0].type", "invalid_value"),
+        ([{"function": None}], None, "tools[0].function", "missing_required_parameter"),
+        ([function(name=None)], None, NAME_ERROR, "missing_required_parameter"),
+        ([function(name=3)], None, NAME_ERROR, "invalid_value"),
+        ([function(name="f" * 65)], None, NAME_ERROR, "string_above_max_length"),
+        ([function(name="f", parameters=[])], None, SCHEMA_ERROR, "invalid_function_parameters"),
+        ([function(name="f", strict="x")], None, "tools[0].function.strict", "invalid_type"),
+        (
+            [function(name="f")],
+            {"function": {"name": "f"}},
+            "tool_choice.function.name",
+            "missing_required_parameter",
+        ),
+        ([function(name="f")], 3, "tool_choice", "invalid_value"),
+    ],
+)
+def test_refusals_of_the_shape_carry_openais_param_and_code(
+    tools: list[Any], choice: Any, param: str, code: str
+) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        request(tools, choice)
+    assert raised.value.param == param
+    assert raised.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "code"),
+    [
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type", "invalid_value"),
+        ({"tools": [function(name="a b")]}, NAME_ERROR, "invalid_value"),
+        ({"tools": TOOLS, "tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
+    ],
+)
+def test_refusals_of_the_shape_reach_the_client_as_openais(
+    synthetic_gateway: LiveServer, fields: dict[str, Any], param: str, code: str
+) -> None:
+    """Raised while FastAPI parses the body: not the generic 400 of a validation error."""
+    response = post_chat(synthetic_gateway, fields)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == (param, code)
+
+
+def test_a_request_with_tools_is_served(synthetic_gateway: LiveServer) -> None:
+    response = post_chat(synthetic_gateway, {"tools": TOOLS, "max_tokens": 1})
+    assert response.status_code == 200, response.text
+
+
+def post_chat(server: LiveServer, fields: dict[str, Any]) -> httpx.Response:
+    body = {"model": "SmolLM2-135M-Instruct", "messages": [{"role": "user", "content": "hi"}]}
+    return httpx.post(f"{server.url}/v1/chat/completions", json={**body, **fields}, timeout=30)
+
+
+SENT_TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {**WEATHER, "properties": {"city": {"type": "string", "default": None}}},
+            "strict": True,
+        },
+    },
+    {"function": {"name": "now", "description": None}},  # no type, a null: as sent
+]
+
+
+@pytest.fixture(scope="module")
+def tool_template_prompts(
+    model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PromptRenderer]:
+    """SmolLM2's tokenizer with a template that writes each tool as JSON, as Qwen's does."""
+    template = tmp_path_factory.mktemp("template") / "tools.jinja"
+    template.write_text(
+        "{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}"
+        "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+    )
+    prompts = PromptRenderer(model_dir, template)
+    yield prompts
+    prompts.close()
+
+
+def test_tools_reach_the_template_as_the_client_sent_them(
+    tool_template_prompts: PromptRenderer,
+) -> None:
+    typed = request(SENT_TOOLS).tools
+    assert typed is not None
+    sent = [tool.template_dict() for tool in typed]
+    assert json.dumps(sent) == json.dumps(SENT_TOOLS)  # keys in the same order
+    messages = [{"role": "user", "content": "hi"}]
+    prompt = tool_template_prompts.render_sync(messages, tools=sent)
+    assert prompt == tool_template_prompts.render_sync(messages, tools=SENT_TOOLS)
+    assert '"name": "now", "description": null}}' in tool_template_prompts.decode(prompt)
