@@ -25,9 +25,20 @@ from typing import Protocol
 
 
 class FinishReason(enum.StrEnum):
-    STOP = "stop"  # a stop token id (EOS) was generated
+    """How a request ended: one enum from the engine through the wire to the metrics.
+
+    Engines end a request with STOP, LENGTH or ABORT. The gateway reports STOP as
+    TOOL_CALLS when the output held tool calls, and counts a request that never
+    finished as ABORT (the client left) or ERROR (it failed).
+    """
+
+    STOP = "stop"  # a stop token id (EOS) was generated, or a stop string matched
     LENGTH = "length"  # max_tokens or the context length was reached
-    ABORT = "abort"  # the engine gave up on the request (it shuts down, say)
+    TOOL_CALLS = "tool_calls"  # the gateway's: STOP, with tool calls in the output
+    # The client went away; or the engine gave up on the request, which the client
+    # sees as an error and the metrics count as ERROR.
+    ABORT = "abort"
+    ERROR = "error"  # the gateway's: the request failed
 
 
 class ConstraintKind(enum.StrEnum):

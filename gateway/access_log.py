@@ -5,9 +5,10 @@ printable ASCII of at most 128 characters, else makes one; it puts the id in
 the scope's `state` (for the routes) and on every response, counts the
 response in `gateway_http_requests_total{route,status}`, and writes one JSON
 line per request to the `gateway.access` logger once the response has ended.
-One layer rather than three: its `send` wrapper runs for every streamed chunk.
-It never reads a body or a header other than the request id and the user
-agent: prompts, outputs and API keys never reach a log.
+It offers a streamed response the server's own `send` for its body chunks
+(`Exchange`), so that no middleware wrapper runs per chunk. It never reads a
+body or a header other than the request id and the user agent: prompts,
+outputs and API keys never reach a log.
 """
 
 from __future__ import annotations
@@ -30,6 +31,27 @@ _VALID = re.compile(rb"[\x20-\x7e]{1,128}")
 access_log = logging.getLogger("gateway.access")
 
 
+class Exchange:
+    """One HTTP exchange as `ObserveRequests` sees it, shared with the app through the scope.
+
+    Middleware needs a response's start (its status and headers) and its end, never
+    its chunks. A streamed response sends its start through every layer, then its
+    body with `send_body`, the server's own send, and adds what it sent to
+    `body_bytes`: the access log's count.
+    """
+
+    __slots__ = ("body_bytes", "send_body")
+
+    def __init__(self, send_body: Send) -> None:
+        self.send_body = send_body
+        self.body_bytes = 0
+
+    @staticmethod
+    def of(scope: Scope) -> Exchange | None:
+        found: Exchange | None = scope.get("state", {}).get("exchange")
+        return found
+
+
 class ObserveRequests:
     def __init__(
         self, app: ASGIApp, counter: Counter, routes: frozenset[str], log_access: bool
@@ -45,17 +67,18 @@ class ObserveRequests:
             return
         given = dict(scope["headers"]).get(HEADER, b"")
         request_id = given.decode() if _VALID.fullmatch(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        exchange = Exchange(send)
+        state = scope.setdefault("state", {})
+        state["request_id"], state["exchange"] = request_id, exchange
         header = (HEADER, request_id.encode())
         route = scope["path"] if scope["path"] in self.routes else "other"
         began, clock = time.time(), time.perf_counter()
         status = 500  # what the client gets when the app raises before it answers
-        sent = 0
 
         async def observed_send(message: Message) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.body":  # the per-chunk case first
-                sent += len(message.get("body", b""))
+            nonlocal status
+            if message["type"] == "http.response.body":
+                exchange.body_bytes += len(message.get("body", b""))
             elif message["type"] == "http.response.start":
                 status = message["status"]
                 self.counter.labels(route, str(status)).inc()
@@ -67,7 +90,8 @@ class ObserveRequests:
         finally:
             if self.log_access:
                 duration_ms = (time.perf_counter() - clock) * 1000
-                access_log.info("%s", _line(scope, began, status, duration_ms, sent))
+                line = _line(scope, began, status, duration_ms, exchange.body_bytes)
+                access_log.info("%s", line)
 
 
 def request_id_of(scope: Scope) -> str:

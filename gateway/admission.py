@@ -1,8 +1,10 @@
-"""Admission control: bounds on requests in flight and on prompt tokens waiting.
+"""Admission control: bounds on requests in flight, on prompt tokens waiting, and on loop lag.
 
 A request holds a `Ticket` from admission until it ends. Its prompt tokens count
 as queued until its first token arrives: that is the work the engine has yet to
-prefill, which is what makes a burst of long prompts expensive.
+prefill, which is what makes a burst of long prompts expensive. The event loop's
+lag bounds the gateway's own work: past it, the process is saturated, and taking
+more would only slow every stream and every health probe down.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 from gateway.errors import Overloaded
+from gateway.loop_lag import LoopLag
 
 
 class Admission:
@@ -20,6 +23,9 @@ class Admission:
         retry_after: int,
         rejections: Counter,  # labelled by model name, then reason
         model_name: str,
+        *,
+        loop_lag: LoopLag | None = None,
+        max_loop_lag: float | None = None,  # seconds; None: no bound
     ) -> None:
         self.in_flight = 0
         self.queued_tokens = 0
@@ -28,9 +34,19 @@ class Admission:
         self._retry_after = retry_after
         self._rejected_requests = rejections.labels(model_name, "requests")
         self._rejected_tokens = rejections.labels(model_name, "prompt_tokens")
+        self._rejected_lag = rejections.labels(model_name, "event_loop_lag")
+        self._loop_lag = loop_lag
+        self._max_loop_lag = max_loop_lag
 
     def admit(self, prompt_tokens: int) -> Ticket:
         """A ticket for a new request, or `Overloaded` (429) past a bound."""
+        lag = self._loop_lag
+        if lag is not None and self._max_loop_lag is not None and lag.seconds > self._max_loop_lag:
+            self._rejected_lag.inc()
+            raise Overloaded(
+                f"the server is saturated (event loop lag {lag.seconds * 1000:.0f} ms)",
+                retry_after=self._retry_after,
+            )
         if self.in_flight >= self._max_requests:
             self._rejected_requests.inc()
             raise Overloaded(

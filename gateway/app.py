@@ -34,6 +34,7 @@ from gateway.errors import (
     http_response,
 )
 from gateway.lifecycle import Lifecycle
+from gateway.loop_lag import LoopLag
 from gateway.metrics import EngineCollector, Metrics
 from gateway.model_files import EMBEDDED_NAME, resolve_model_dir
 from gateway.prompts import PromptRenderer
@@ -56,13 +57,14 @@ def create_app(
     model_name = settings.served_model_name or (
         settings.model.name if settings.model else EMBEDDED_NAME
     )
-    metrics = Metrics(CollectorRegistry(), model_name)
+    loop_lag = LoopLag()
+    metrics = Metrics(CollectorRegistry(), model_name, loop_lag)
     lifecycle = lifecycle or Lifecycle(
         settings.shutdown_grace_seconds, settings.request_timeout_seconds
     )
     app = FastAPI(
         title="trtllm-gateway",
-        lifespan=_lifespan(settings, engine, model_name, metrics, lifecycle),
+        lifespan=_lifespan(settings, engine, model_name, metrics, lifecycle, loop_lag),
     )
     app.include_router(router)
     routes = frozenset(getattr(route, "path", "") for route in [*app.routes, *router.routes])
@@ -77,6 +79,7 @@ def _lifespan(
     model_name: str,
     metrics: Metrics,
     lifecycle: Lifecycle,
+    loop_lag: LoopLag,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     admission = Admission(
         settings.max_concurrent_requests,
@@ -84,13 +87,21 @@ def _lifespan(
         settings.retry_after_seconds,
         metrics.admission_rejections,
         model_name,
+        loop_lag=loop_lag,
+        max_loop_lag=settings.max_event_loop_lag_seconds,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model_dir = await asyncio.to_thread(resolve_model_dir, settings.model, settings.cache_dir)
-        prompts = await asyncio.to_thread(PromptRenderer, model_dir, settings.chat_template)
+        prompts = await asyncio.to_thread(
+            PromptRenderer,
+            model_dir,
+            settings.chat_template,
+            render_workers=settings.render_workers,
+        )
         running = engine or create_engine(model_dir, settings.engine_settings)
+        loop_lag.start()
         try:
             await running.start()
             metrics.registry.register(EngineCollector(running.stats, model_name))
@@ -109,6 +120,7 @@ def _lifespan(
         finally:
             await running.close()
             prompts.close()
+            await loop_lag.stop()
 
     return lifespan
 

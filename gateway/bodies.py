@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engines.base import TokenLogprob
+from gateway.generation import Generation
 from gateway.logprobs import LogprobFormatter
 from gateway.runs import Run
 from gateway.streaming import ChoiceStream, Delta
@@ -49,11 +50,22 @@ class Collected:
 
 async def collect(run: Run) -> list[Collected]:
     """Every choice's output, in index order."""
-    collected = {id(g): Collected(g.choice) for g in run.generations}
-    async for generation, delta in run.events():
-        if delta is not None:
-            collected[id(generation)].add(delta)
-    return sorted(collected.values(), key=lambda out: out.choice.index)
+    collector = _Collector([Collected(g.choice) for g in run.generations])
+    await run.drive(collector)
+    return sorted(collector.outputs.values(), key=lambda out: out.choice.index)
+
+
+class _Collector:
+    """The `Sink` of a non-streamed response: each choice's deltas, gathered."""
+
+    def __init__(self, outputs: list[Collected]) -> None:
+        self.outputs = {out.choice.index: out for out in outputs}
+
+    async def delta(self, generation: Generation, delta: Delta) -> None:
+        self.outputs[generation.choice.index].add(delta)
+
+    async def finished(self, generation: Generation) -> None:
+        pass
 
 
 def chat_choice(

@@ -8,13 +8,13 @@ SSE error event.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass
 
 import orjson
 from starlette.responses import Response
-from starlette.types import Receive
 
 from engines.base import Constraint, ConstraintKind
 from gateway import tool_prompts
@@ -23,9 +23,9 @@ from gateway.chunks import ChatChunks
 from gateway.errors import InvalidRequest
 from gateway.logprobs import LogprobFormatter
 from gateway.prompts import PromptRenderer
-from gateway.protocol import ChatCompletionRequest
+from gateway.protocol import ChatCompletionRequest, NamedToolChoice
 from gateway.reasoning import ReasoningSplitter
-from gateway.responses import EventStream, collected, sse_frames
+from gateway.responses import EventStream, JSONCompletion
 from gateway.runs import ChoiceFactory, Run, Runner
 from gateway.sampling import response_constraint
 from gateway.stops import StopMatcher
@@ -37,9 +37,7 @@ from gateway.tool_parsers import TOOL_PARSERS
 class ChatCompletions:
     runner: Runner
 
-    async def create(
-        self, body: ChatCompletionRequest, request_id: str, receive: Receive
-    ) -> Response:
+    async def create(self, body: ChatCompletionRequest, request_id: str) -> Response:
         arrival = time.perf_counter()
         runner = self.runner
         runner.check(body)
@@ -61,16 +59,17 @@ class ChatCompletions:
                 completion_id, int(time.time()), body.model, logprobs=formatter, reasoning=reasoning
             )
             roles = [chunks.role(generation.choice) for generation in run.generations]
-            frames = sse_frames(
+            return EventStream(
                 run,
                 chunks,
                 roles,
+                settings,
                 include_usage=body.include_usage,
                 continuous_usage=body.continuous_usage,
             )
-            return EventStream(frames, run.ticket, settings)
-        complete = _complete(run, completion_id, body, formatter, reasoning=reasoning)
-        return await collected(run, complete, receive)
+        return JSONCompletion(
+            run, functools.partial(_complete, run, completion_id, body, formatter, reasoning)
+        )
 
     def _check_size(self, body: ChatCompletionRequest) -> None:
         settings = self.runner.settings
@@ -86,7 +85,7 @@ class ChatCompletions:
     def _constraint(self, body: ChatCompletionRequest) -> Constraint | None:
         """`response_format`'s grammar, or the one that forces tool calls."""
         choice = body.tool_choice
-        forced = body.tools and (choice == "required" or isinstance(choice, dict))
+        forced = body.tools and (choice == "required" or isinstance(choice, NamedToolChoice))
         format_ = response_constraint(body.response_format)
         if not forced:
             return format_
@@ -107,14 +106,14 @@ class ChatCompletions:
     async def _render(self, body: ChatCompletionRequest) -> list[int]:
         prompts = self.runner.prompts
         messages = [m.template_dict() for m in body.messages]
-        tools = body.tools or None
+        tools = [tool.template_dict() for tool in body.tools] if body.tools else None
         uses_tools = tools is not None or any(
             m.tool_calls or m.role == "tool" for m in body.messages
         )
         if uses_tools and not prompts.renders_tools:
             # The template knows nothing of tools: they travel as text in the parser's format.
             messages = tool_prompts.fallback_messages(
-                messages, tools or [], self.runner.settings.tool_parser
+                messages, body.tools or [], self.runner.settings.tool_parser
             )
             tools = None
         return await prompts.render(
@@ -144,7 +143,6 @@ async def _complete(
     completion_id: str,
     body: ChatCompletionRequest,
     formatter: LogprobFormatter | None,
-    *,
     reasoning: bool,
 ) -> Response:
     outputs = await collect(run)

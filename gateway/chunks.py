@@ -11,12 +11,14 @@ from typing import Any
 
 import orjson
 
+from engines.base import FinishReason
 from gateway.logprobs import LogprobFormatter
 from gateway.streaming import ChoiceStream, Delta
 from gateway.tool_parsers import ToolCallDelta
 
 DONE = b"data: [DONE]\n\n"
 _END = b"\n\n"
+_REASONS = {reason: orjson.dumps(reason.value) for reason in FinishReason}
 
 
 class _Frames:
@@ -88,7 +90,7 @@ class ChatChunks(_Frames):
         )
 
     def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None = None) -> bytes:
-        reason = orjson.dumps(choice.finish_reason or "stop")
+        reason = _REASONS[choice.finish_reason or FinishReason.STOP]
         delta = b"{" + self._no_reasoning[1:] + b"}"
         return self._frame(
             choice.index,
@@ -148,7 +150,7 @@ class CompletionChunks(_Frames):
         return self._frame(choice.index, self._choice(delta.content, logprobs, b"null"), usage)
 
     def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None = None) -> bytes:
-        reason = orjson.dumps(choice.finish_reason or "stop")
+        reason = _REASONS[choice.finish_reason or FinishReason.STOP]
         return self._frame(choice.index, self._choice("", b"null", reason), usage)
 
     def _columns(self, choice: ChoiceStream, delta: Delta) -> dict[str, list[Any]]:

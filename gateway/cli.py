@@ -29,8 +29,7 @@ class _DrainingServer(uvicorn.Server):
 
     uvicorn stops accepting and waits for open connections; the drain makes
     `/ready` 503 and ends the streams still running after the grace period with
-    an error event, so that wait ends in time. (sse-starlette patches
-    `uvicorn.Server.handle_exit` too; this calls through to it.)
+    an error event, so that wait ends in time.
     """
 
     def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle) -> None:
@@ -73,8 +72,6 @@ def _server(args: argparse.Namespace) -> uvicorn.Server:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # sse-starlette logs every chunk it sends at debug: outputs stay out of logs.
-    logging.getLogger("sse_starlette").setLevel(max(logging.INFO, logging.root.level))
     if settings.access_log:
         log_bare_json_lines()
     lifecycle = Lifecycle(settings.shutdown_grace_seconds, settings.request_timeout_seconds)

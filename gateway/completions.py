@@ -8,20 +8,20 @@ for a raw-completion API the caller's text is the whole prompt).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from dataclasses import dataclass
 
 import orjson
 from starlette.responses import Response
-from starlette.types import Receive
 
 from gateway.bodies import collect, completion_choice
 from gateway.chunks import CompletionChunks
 from gateway.errors import InvalidRequest
 from gateway.logprobs import LogprobFormatter
 from gateway.protocol import CompletionRequest
-from gateway.responses import EventStream, collected, sse_frames
+from gateway.responses import EventStream, JSONCompletion
 from gateway.runs import ChoiceFactory, Run, Runner
 from gateway.sampling import response_constraint
 from gateway.stops import StopMatcher
@@ -32,7 +32,7 @@ from gateway.streaming import ChoiceStream
 class Completions:
     runner: Runner
 
-    async def create(self, body: CompletionRequest, request_id: str, receive: Receive) -> Response:
+    async def create(self, body: CompletionRequest, request_id: str) -> Response:
         arrival = time.perf_counter()
         runner = self.runner
         runner.check(body)
@@ -53,15 +53,17 @@ class Completions:
                 prelude = [
                     chunks.text(g.choice, echoes[g.choice.index // body.n]) for g in run.generations
                 ]
-            frames = sse_frames(
+            return EventStream(
                 run,
                 chunks,
                 prelude,
+                runner.settings,
                 include_usage=body.include_usage,
                 continuous_usage=body.continuous_usage,
             )
-            return EventStream(frames, run.ticket, runner.settings)
-        return await collected(run, _complete(run, chunks, body, formatter, echoes), receive)
+        return JSONCompletion(
+            run, functools.partial(_complete, run, chunks, body, formatter, echoes)
+        )
 
     async def _encode(self, body: CompletionRequest) -> list[list[int]]:
         settings, prompts = self.runner.settings, self.runner.prompts

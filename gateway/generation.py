@@ -1,9 +1,11 @@
-"""One choice's run through the engine: deltas out, usage and metrics at the end.
+"""One choice's run through the engine: deltas handed to a sink, usage and metrics at the end.
 
-Every way out closes the engine's event iterator (`aclosing`), which aborts the
-request in the engine if it is still running: a stop string was matched, the
-client disconnected (the task is cancelled), the deadline passed (`Watch`), or
-an error was raised.
+`Generation.drive` reads the engine's events in the caller's task and hands each
+delta straight to the response's `Sink` (which frames and sends it, or collects
+it): no generator stands between the engine and the wire. Every way out closes
+the engine's event iterator (`aclosing`), which aborts the request in the engine
+if it is still running: a stop string was matched, the client disconnected (the
+task is cancelled), the deadline passed (`Watch`), or an error was raised.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from engines.base import (
     Engine,
@@ -52,6 +54,14 @@ class Usage:
         }
 
 
+class Sink(Protocol):
+    """Where a response puts its choices' output as it comes."""
+
+    async def delta(self, generation: Generation, delta: Delta) -> None: ...
+
+    async def finished(self, generation: Generation) -> None: ...
+
+
 class Generation:
     def __init__(
         self,
@@ -75,36 +85,39 @@ class Generation:
         """Usage so far, for `continuous_usage_stats`."""
         return Usage(len(self._request.prompt_token_ids), self.choice.tokens)
 
-    async def deltas(self) -> AsyncIterator[Delta]:
-        """What the client may see, step by step; raises a `GatewayError` on failure.
+    async def drive(self, sink: Sink) -> None:
+        """Run the choice to its end, handing what the client may see to `sink`.
 
-        The admission ticket learns of the first token; the response releases it.
+        Raises a `GatewayError` on failure. The admission ticket learns of the first
+        token; the response that owns the ticket releases it.
         """
         finished: Finished | None = None
-        outcome = "abort"  # unless it finishes or fails: the consumer went away
+        outcome = FinishReason.ABORT  # unless it finishes or fails: the consumer went away
+        choice = self.choice
         try:
             with self._watch:
                 async with aclosing(self._engine.generate(self._request)) as events:
-                    while finished is None and self.choice.finish_reason is None:
+                    while finished is None and choice.finish_reason is None:
                         event = await self._next(events)
                         if isinstance(event, Finished):
                             finished = event
                             delta = self._finish(event)
                         else:
-                            if self.choice.tokens == 0:
+                            if choice.tokens == 0:
                                 self._ticket.started()
                             self._metrics.delivered()
-                            delta = self.choice.push(event.token_ids, event.logprobs)
+                            delta = choice.push(event.token_ids, event.logprobs)
                         if delta:
-                            yield delta
+                            await sink.delta(self, delta)
+            await sink.finished(self)
         except EngineError as error:
-            outcome = "error"
+            outcome = FinishReason.ERROR
             raise self._engine_error(error) from error
         except GatewayError:
-            outcome = "error"
+            outcome = FinishReason.ERROR
             raise
         finally:
-            self._record(finished, self.choice.finish_reason or outcome)
+            self._record(finished, choice.finish_reason or outcome)
 
     async def _next(self, events: AsyncIterator[GenerationEvent]) -> GenerationEvent:
         """The engine's next event, unless the deadline passes first."""
@@ -135,7 +148,7 @@ class Generation:
             return EngineUnavailable(f"the engine is unavailable: {error}")
         return EngineFailure(f"the engine failed the request: {error}")
 
-    def _record(self, finished: Finished | None, reason: str) -> None:
+    def _record(self, finished: Finished | None, reason: FinishReason) -> None:
         prompt_tokens = len(self._request.prompt_token_ids)
         if finished is not None:
             self.usage = Usage(prompt_tokens, finished.completion_tokens, finished.cached_tokens)

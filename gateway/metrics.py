@@ -4,9 +4,10 @@ Request-path metrics are recorded once per engine delivery (a step's tokens),
 never per token; engine gauges are read from `engine.stats()` at scrape time by
 `EngineCollector`, so an idle gateway does no metrics work at all.
 
-    gateway_request_success_total{finished_reason}   stop | length | abort | error
+    gateway_request_success_total{finished_reason}   stop | length | tool_calls | abort | error
     gateway_http_requests_total{route,status}        every response, by status
-    gateway_admission_rejections_total{reason}       requests | prompt_tokens
+    gateway_admission_rejections_total{reason}       requests | prompt_tokens | event_loop_lag
+    gateway_event_loop_lag_seconds                   the event loop's smoothed lag
     gateway_time_to_first_token_seconds              arrival to first token
     gateway_inter_token_latency_seconds              between engine deliveries
     gateway_e2e_request_latency_seconds              arrival to last token
@@ -23,13 +24,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from engines.base import EngineStats
-
-FINISH_REASONS = ("stop", "length", "tool_calls", "abort", "error")
+from engines.base import EngineStats, FinishReason
+from gateway.loop_lag import LoopLag
 
 _TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
                  2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0)  # fmt: skip
@@ -40,8 +40,16 @@ _E2E_BUCKETS = (0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 1
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry, model_name: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, model_name: str, loop_lag: LoopLag | None = None
+    ) -> None:
         self.registry = registry
+        if loop_lag is not None:
+            Gauge(
+                "gateway_event_loop_lag_seconds",
+                "How late the event loop runs what is due, smoothed.",
+                registry=registry,
+            ).set_function(lambda: loop_lag.seconds)
 
         def counter(name: str, doc: str, *labels: str) -> Counter:
             return Counter(name, doc, ("model_name", *labels), registry=registry)
@@ -51,7 +59,8 @@ class Metrics:
             return family.labels(model_name)
 
         success = counter("gateway_request_success", "Finished requests.", "finished_reason")
-        self.success = {r: success.labels(model_name, r) for r in FINISH_REASONS}
+        # Every reason's child up front: no lookup per request, and no reason without one.
+        self.success = {r: success.labels(model_name, r.value) for r in FinishReason}
         self.admission_rejections = counter(
             "gateway_admission_rejections", "Requests refused by admission control.", "reason"
         )
@@ -99,7 +108,11 @@ class RequestMetrics:
         self._last = now
 
     def finished(
-        self, reason: str, prompt_tokens: int, completion_tokens: int, queue_seconds: float
+        self,
+        reason: FinishReason,
+        prompt_tokens: int,
+        completion_tokens: int,
+        queue_seconds: float,
     ) -> None:
         metrics = self._metrics
         metrics.success[reason].inc()

@@ -1,29 +1,54 @@
-"""The two ways a completion leaves: an SSE stream, or one JSON body.
+"""The two ways a completion leaves, each the one owner of its running request.
 
-Both release the request's admission ticket however they end, and both abort
-the engine's work when the client goes away: a stream through its body
-generator's closing, a JSON body through `unless_disconnected`.
+Once admitted, a request belongs to exactly one of these ASGI responses. It holds
+the admission ticket, reads `receive` for the client's disconnect, and releases the
+ticket in its own `finally`, however the request ends: finished, failed, the
+client gone, past its deadline (`gateway/lifecycle.py`), or cut short by a drain.
+
+- `EventStream`: server-sent events. Its frames are built as the choices' deltas
+  come (`Generation.drive` hands them to it) and sent with the server's own `send`
+  once the start has passed every middleware: no layer needs a chunk, and each
+  layer's wrapper would otherwise run for every one (`gateway/access_log.py`).
+- `JSONCompletion`: one JSON body, or a 499 when the client leaves first.
+
+Divergences from sse-starlette, which this replaces on the request path: no task
+group per response (one watcher task, and a timer for keep-alives); `send_timeout`
+bounds keep-alive comments only. A client that stops reading fills the transport,
+so the next keep-alive blocks and times out, and the stream ends: a stalled client
+is dropped after keep-alive + send timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from sse_starlette import EventSourceResponse
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.admission import Ticket
+from gateway.access_log import Exchange
 from gateway.chunks import DONE
 from gateway.errors import ClientDisconnected, GatewayError, sse_event
+from gateway.generation import Generation
 from gateway.runs import Run
 from gateway.settings import Settings
 from gateway.streaming import ChoiceStream, Delta
 
 log = logging.getLogger(__name__)
+
+_PING = b": ping\n\n"
+_END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+_START: Message = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-store"),
+        (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+    ],
+}
 
 
 class Chunks(Protocol):
@@ -34,102 +59,160 @@ class Chunks(Protocol):
     def usage(self, usage: dict[str, Any]) -> bytes: ...
 
 
-async def collected(run: Run, complete: Awaitable[Response], receive: Receive) -> Response:
-    """The non-streamed response; a 499 if the client leaves first. Releases the ticket."""
-    try:
-        return await unless_disconnected(complete, receive)
-    finally:
-        run.ticket.release()
+class _Owner(Response):
+    """A response that owns a running request: its ticket and its client's disconnect."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__()
+        self._run = run
+        self._task: asyncio.Task[Any] | None = None
+        self.client_left = False
+
+    def _watch(self, receive: Receive) -> asyncio.Task[None]:
+        """A task that cancels this response's task when the client disconnects."""
+        self._task = asyncio.current_task()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self._cut()
+
+        return asyncio.create_task(watch())
+
+    def _cut(self) -> None:
+        self.client_left = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def _claims(self) -> bool:
+        """Whether a cancellation is this response's own (the client left), not the server's."""
+        return self.client_left and self._task is not None and self._task.uncancel() == 0
 
 
-async def sse_frames(
-    run: Run,
-    chunks: Chunks,
-    prelude: Sequence[bytes],
-    *,
-    include_usage: bool,
-    continuous_usage: bool,
-) -> AsyncIterator[bytes]:
-    """A run's SSE frames: `prelude` (role or echo frames), deltas as they come, a
-    finish frame per choice, the usage frame if asked for, and [DONE]."""
-    for frame in prelude:
-        yield frame
-    try:
-        async for generation, delta in run.events():
-            usage = run.usage(running=True).body() if continuous_usage else None
-            if delta is None:
-                yield chunks.finish(generation.choice, usage)
-            else:
-                yield chunks.delta(generation.choice, delta, usage)
-        if include_usage:
-            yield chunks.usage(run.usage().body())
-    except GatewayError as error:
-        yield sse_event(error)
-    except Exception:
-        # The stream has begun: the error can only travel as an event.
-        log.exception("stream failed")
-        yield sse_event(GatewayError("internal server error"))
-    yield DONE
+class EventStream(_Owner):
+    """The SSE response of one completion: `prelude` frames, deltas as they come, a finish
+    frame per choice, the usage frame if asked for, and [DONE]."""
 
-
-class EventStream(EventSourceResponse):
-    """The SSE response of one completion; its admission ticket is released however it ends.
-
-    The body generator may never start (the client left before the first send),
-    and then its own `finally` never runs: this `finally` always does.
-
-    Divergence from sse-starlette: `send_timeout` bounds keep-alive comments only.
-    sse-starlette opens a cancel scope around every send, which cost about a tenth
-    of the gateway's CPU per streamed token. A client that stops reading still
-    fills the transport, so the next keep-alive blocks and times out, and the
-    stream ends: a stalled client is dropped after keep-alive + send timeout.
-    """
-
-    def __init__(self, frames: AsyncIterator[bytes], ticket: Ticket, settings: Settings) -> None:
-        super().__init__(
-            frames,
-            sep="\n",
-            ping=settings.sse_keepalive_seconds,
-            send_timeout=settings.send_timeout_seconds,
-            # sse-starlette cancels streams on SIGTERM after this long; the drain
-            # (gateway/lifecycle.py) ends them with an error event before that.
-            shutdown_grace_period=settings.shutdown_grace_seconds + 5,
-        )
-        self._ticket = ticket
+    def __init__(
+        self,
+        run: Run,
+        chunks: Chunks,
+        prelude: Sequence[bytes],
+        settings: Settings,
+        *,
+        include_usage: bool,
+        continuous_usage: bool,
+    ) -> None:
+        super().__init__(run)
+        self._chunks = chunks
+        self._prelude = prelude
+        self._include_usage = include_usage
+        self._continuous_usage = continuous_usage
+        self._keepalive = settings.sse_keepalive_seconds
+        self._send_timeout = settings.send_timeout_seconds
+        self._send_body: Callable[[Message], Awaitable[None]] | None = None
+        self._exchange: Exchange | None = None
+        self._sent = False  # since the last keep-alive check
+        self._timer: asyncio.TimerHandle | None = None
+        self._pinging: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = self._watch(receive)
         try:
-            await super().__call__(scope, receive, send)
+            await send(_START)
+            self._exchange = Exchange.of(scope)
+            self._send_body = self._exchange.send_body if self._exchange is not None else send
+            self._arm_keepalive()
+            await self._stream()
+            await self._send_body(_END)
+        except asyncio.CancelledError:
+            if not self._claims():
+                raise
         finally:
-            self._ticket.release()
+            watcher.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._pinging is not None:
+                self._pinging.cancel()
+            self._run.ticket.release()
 
-    async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        if message.get("body", b"")[:1] == b":":  # a keep-alive comment
-            await super()._send_with_timeout(send, message)
+    async def _stream(self) -> None:
+        for frame in self._prelude:
+            await self._emit(frame)
+        try:
+            await self._run.drive(self)
+            if self._include_usage:
+                await self._emit(self._chunks.usage(self._run.usage().body()))
+        except GatewayError as error:
+            await self._emit(sse_event(error))
+        except Exception:
+            # The stream has begun: the error can only travel as an event.
+            log.exception("stream failed")
+            await self._emit(sse_event(GatewayError("internal server error")))
+        await self._emit(DONE)
+
+    async def delta(self, generation: Generation, delta: Delta) -> None:
+        await self._emit(self._chunks.delta(generation.choice, delta, self._running_usage()))
+
+    async def finished(self, generation: Generation) -> None:
+        await self._emit(self._chunks.finish(generation.choice, self._running_usage()))
+
+    def _running_usage(self) -> dict[str, Any] | None:
+        return self._run.usage(running=True).body() if self._continuous_usage else None
+
+    async def _emit(self, frame: bytes) -> None:
+        assert self._send_body is not None
+        self._sent = True
+        if self._exchange is not None:
+            self._exchange.body_bytes += len(frame)
+        await self._send_body({"type": "http.response.body", "body": frame, "more_body": True})
+
+    def _arm_keepalive(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._keepalive, self._on_quiet)
+
+    def _on_quiet(self) -> None:
+        """A keep-alive period passed: a comment if nothing else was sent meanwhile."""
+        if self._sent:
+            self._sent = False
+            self._arm_keepalive()
         else:
-            await send(message)
+            self._timer = None
+            self._pinging = asyncio.get_running_loop().create_task(self._ping())
+
+    async def _ping(self) -> None:
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                await self._emit(_PING)
+        except TimeoutError:
+            log.info("dropped a client that read nothing for %.0f s", self._send_timeout)
+            self._cut()
+        except Exception:  # the stream ended meanwhile: nothing to keep alive
+            return
+        else:
+            self._sent = False
+            self._arm_keepalive()
 
 
-async def unless_disconnected(work: Awaitable[Response], receive: Receive) -> Response:
-    """`work`, or a 499 once the client hangs up first: its request is aborted at once.
+class JSONCompletion(_Owner):
+    """The non-streamed response of one completion; a 499 if the client leaves first.
 
-    Starlette does not cancel a handler whose client left, so without this a
+    Starlette does not cancel a handler whose client left, so without the watcher a
     gone client's non-streamed completion would run on to `max_tokens`.
     """
-    task = asyncio.ensure_future(work)
 
-    async def cancel_on_disconnect() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        task.cancel()
+    def __init__(self, run: Run, complete: Callable[[], Awaitable[Response]]) -> None:
+        super().__init__(run)
+        self._complete = complete
 
-    watcher = asyncio.create_task(cancel_on_disconnect())
-    try:
-        return await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise  # this handler itself is being cancelled
-        raise ClientDisconnected("the client closed the connection") from None
-    finally:
-        watcher.cancel()
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = self._watch(receive)
+        try:
+            response = await self._complete()
+        except asyncio.CancelledError:
+            if not self._claims():
+                raise
+            raise ClientDisconnected("the client closed the connection") from None
+        finally:
+            watcher.cancel()
+            self._run.ticket.release()
+        await response(scope, receive, send)

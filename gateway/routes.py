@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
@@ -52,11 +52,11 @@ RequestIdDep = Annotated[str, Depends(access_log.request_id)]
     responses={200: {"content": {"text/event-stream": {}}}, 400: _ERROR},
 )
 async def chat_completions(
-    body: ChatCompletionRequest, svc: ServicesDep, request_id: RequestIdDep, request: Request
+    body: ChatCompletionRequest, svc: ServicesDep, request_id: RequestIdDep
 ) -> Response:
     if not svc.engine.healthy():
         raise EngineUnavailable("the engine is not ready")
-    return await svc.chat.create(body, request_id, request.receive)
+    return await svc.chat.create(body, request_id)
 
 
 @router.post(
@@ -65,11 +65,11 @@ async def chat_completions(
     responses={200: {"content": {"text/event-stream": {}}}, 400: _ERROR},
 )
 async def completions(
-    body: CompletionRequest, svc: ServicesDep, request_id: RequestIdDep, request: Request
+    body: CompletionRequest, svc: ServicesDep, request_id: RequestIdDep
 ) -> Response:
     if not svc.engine.healthy():
         raise EngineUnavailable("the engine is not ready")
-    return await svc.completions.create(body, request_id, request.receive)
+    return await svc.completions.create(body, request_id)
 
 
 @router.post("/tokenize", responses={400: _ERROR})

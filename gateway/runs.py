@@ -12,23 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from engines.base import Constraint, Engine, GenerationRequest, SamplingParams
 from gateway.admission import Admission, Ticket
 from gateway.errors import InvalidRequest, ModelNotFound
-from gateway.generation import Generation, Usage
+from gateway.generation import Generation, Sink, Usage
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.prompts import PromptRenderer
 from gateway.protocol import CompletionBody
 from gateway.sampling import sampling_params
 from gateway.settings import Settings
-from gateway.streaming import ChoiceStream, Delta
+from gateway.streaming import ChoiceStream
 
 ChoiceFactory = Callable[[int, list[int]], ChoiceStream]  # (index, prompt ids) -> state
-Event = tuple[Generation, Delta | None]  # None: that choice has finished
 
 
 class Run:
@@ -50,44 +49,28 @@ class Run:
             total += usage
         return total
 
-    def events(self) -> AsyncIterator[Event]:
+    async def drive(self, sink: Sink) -> None:
+        """Every choice to its end, each handing its output to `sink` as it comes.
+
+        One choice runs in the caller's task. Several run in a task each, so that
+        their deltas reach the sink in arrival order; the first error cancels the
+        others (each aborts its engine request) and is raised.
+        """
         if len(self.generations) == 1:
-            return _alone(self.generations[0])
-        return _merged(self.generations)
-
-
-async def _alone(generation: Generation) -> AsyncIterator[Event]:
-    async for delta in generation.deltas():
-        yield generation, delta
-    yield generation, None
-
-
-async def _merged(generations: list[Generation]) -> AsyncIterator[Event]:
-    """Every choice's deltas as they come; the first error ends them all."""
-    queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
-
-    async def pump(generation: Generation) -> None:
+            await self.generations[0].drive(sink)
+            return
+        tasks = [asyncio.create_task(g.drive(sink)) for g in self.generations]
         try:
-            async for delta in generation.deltas():
-                queue.put_nowait((generation, delta))
-            queue.put_nowait((generation, None))
-        except Exception as error:
-            queue.put_nowait(error)
-
-    tasks = [asyncio.create_task(pump(generation)) for generation in generations]
-    try:
-        running = len(tasks)
-        while running:
-            item = await queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            running -= item[1] is None
-            yield item
-    finally:
-        for task in tasks:
-            task.cancel()  # closes each engine iterator: aborts what still runs
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                error = task.exception()
+                if error is not None:
+                    raise error
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # A Jinja file that overrides the model's
     chat_template: Path | None = Field(default=None, examples=["/models/template.jinja"])
     cache_dir: Path = Field(default_factory=_default_cache_dir)
+    # Processes that render long prompts, so that a burst of them uses every core; 0: threads.
+    render_workers: int = Field(default=0, ge=0)
 
     # A max_tokens past the context left is clamped to it; strict mode rejects it.
     strict_max_tokens: bool = False
@@ -80,6 +82,9 @@ class Settings(BaseSettings):
     max_concurrent_requests: PositiveInt = 2048  # admitted and not yet finished
     max_queued_prompt_tokens: PositiveInt = 2_000_000  # admitted, no first token yet
     retry_after_seconds: PositiveInt = 1
+    # The gateway's own saturation: past this event loop lag, new requests get 429 so
+    # that running streams and health probes keep a loop that answers. None: no bound.
+    max_event_loop_lag_seconds: PositiveFloat | None = 0.25
 
     # Time: a request past its deadline ends (504); SIGTERM stops new requests at once
     # and gives those in flight this long before they end with an error event.

@@ -45,7 +45,7 @@ class ChoiceStream:
     tools: ToolCallParser | None = None
     tokens: int = 0  # token ids received from the engine
     text_offset: int = 0  # text-completion logprobs: where the next token's text starts
-    finish_reason: str | None = None  # set once: by a stop string or by `finish`
+    finish_reason: FinishReason | None = None  # set once: by a stop string or by `finish`
 
     def push(
         self, token_ids: Sequence[int], logprobs: Sequence[TokenLogprob] | None = None
@@ -87,7 +87,8 @@ class ChoiceStream:
                 text, calls = text + more_text, calls + more_calls
         return Delta(text, reasoning, calls)
 
-    def _reason(self, reason: FinishReason) -> str:
+    def _reason(self, reason: FinishReason) -> FinishReason:
         if reason is FinishReason.LENGTH:
-            return "length"
-        return "tool_calls" if self.tools is not None and self.tools.calls else "stop"
+            return reason
+        called = self.tools is not None and self.tools.calls
+        return FinishReason.TOOL_CALLS if called else FinishReason.STOP

@@ -6,7 +6,7 @@ from typing import Any
 from openai.types import Completion
 from openai.types.chat import ChatCompletionChunk
 
-from engines.base import TokenLogprob
+from engines.base import FinishReason, TokenLogprob
 from gateway.chunks import DONE, ChatChunks, CompletionChunks
 from gateway.logprobs import LogprobFormatter
 from gateway.streaming import ChoiceStream, Delta
@@ -55,7 +55,7 @@ def test_content_chunk_escapes_text_and_parses_in_the_sdk() -> None:
 
 def test_finish_and_usage_chunks() -> None:
     done = choice()
-    done.finish_reason = "length"
+    done.finish_reason = FinishReason.LENGTH
     finish = ChatCompletionChunk.model_validate(payload(CHAT.finish(done)))
     assert finish.choices[0].finish_reason == "length"
     assert finish.choices[0].delta.content is None
@@ -111,7 +111,7 @@ def test_completion_chunks_parse_as_completions_with_offsets() -> None:
         chunks.delta(state, Delta("Hi", token_ids=[1], logprobs=[TokenLogprob(-0.1)])),
         chunks.delta(state, Delta("!", token_ids=[2], logprobs=[TokenLogprob(-0.2)])),
     ]
-    state.finish_reason = "stop"
+    state.finish_reason = FinishReason.STOP
     frames.append(chunks.finish(state))
     # The SDK builds streamed completions without validation (finish_reason is null
     # until the end); the last frame must validate as a whole Completion.
