@@ -51,6 +51,7 @@ lint: $(DEV)/.installed
 	$(DEV)/bin/ruff check .
 	$(DEV)/bin/ruff format --check .
 	$(DEV)/bin/mypy
+	$(DEV)/bin/lint-imports
 	$(DEV)/bin/hadolint Dockerfile
 
 test: lint

@@ -13,7 +13,7 @@ from engines.base import TokenLogprob
 from gateway.generation import Generation
 from gateway.logprobs import LogprobFormatter
 from gateway.runs import Run
-from gateway.streaming import ChoiceStream, Delta
+from gateway.text.streaming import ChoiceStream, Delta
 
 
 @dataclass(slots=True)

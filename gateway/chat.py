@@ -24,13 +24,13 @@ from gateway.errors import InvalidRequest
 from gateway.logprobs import LogprobFormatter
 from gateway.prompts import PromptRenderer
 from gateway.protocol import ChatCompletionRequest, NamedToolChoice
-from gateway.reasoning import ReasoningSplitter
 from gateway.responses import EventStream, JSONCompletion
 from gateway.runs import ChoiceFactory, Run, Runner
 from gateway.sampling import response_constraint
-from gateway.stops import StopMatcher
-from gateway.streaming import ChoiceStream
-from gateway.tool_parsers import TOOL_PARSERS
+from gateway.text.reasoning import ReasoningSplitter
+from gateway.text.stops import StopMatcher
+from gateway.text.streaming import ChoiceStream
+from gateway.text.tool_parsers import TOOL_PARSERS
 
 
 @dataclass(frozen=True, slots=True)

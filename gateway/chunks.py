@@ -13,8 +13,8 @@ import orjson
 
 from engines.base import FinishReason
 from gateway.logprobs import LogprobFormatter
-from gateway.streaming import ChoiceStream, Delta
-from gateway.tool_parsers import ToolCallDelta
+from gateway.text.streaming import ChoiceStream, Delta
+from gateway.text.tool_parsers import ToolCallDelta
 
 DONE = b"data: [DONE]\n\n"
 _END = b"\n\n"

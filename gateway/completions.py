@@ -24,8 +24,8 @@ from gateway.protocol import CompletionRequest
 from gateway.responses import EventStream, JSONCompletion
 from gateway.runs import ChoiceFactory, Run, Runner
 from gateway.sampling import response_constraint
-from gateway.stops import StopMatcher
-from gateway.streaming import ChoiceStream
+from gateway.text.stops import StopMatcher
+from gateway.text.streaming import ChoiceStream
 
 
 @dataclass(frozen=True, slots=True)

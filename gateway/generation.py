@@ -29,7 +29,7 @@ from gateway.admission import Ticket
 from gateway.errors import EngineFailure, EngineUnavailable, GatewayError, InvalidRequest
 from gateway.lifecycle import Watch
 from gateway.metrics import RequestMetrics
-from gateway.streaming import ChoiceStream, Delta
+from gateway.text.streaming import ChoiceStream, Delta
 
 
 @dataclass(frozen=True, slots=True)

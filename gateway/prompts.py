@@ -34,8 +34,8 @@ from gateway.chat_render import (
     start_worker,
     worker_started,
 )
-from gateway.detokenizer import IncrementalDetokenizer
 from gateway.errors import InvalidRequest
+from gateway.text.detokenizer import IncrementalDetokenizer
 
 log = logging.getLogger(__name__)
 

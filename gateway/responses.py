@@ -34,7 +34,7 @@ from gateway.errors import ClientDisconnected, GatewayError, sse_event
 from gateway.generation import Generation
 from gateway.runs import Run
 from gateway.settings import Settings
-from gateway.streaming import ChoiceStream, Delta
+from gateway.text.streaming import ChoiceStream, Delta
 
 log = logging.getLogger(__name__)
 

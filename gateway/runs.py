@@ -25,7 +25,7 @@ from gateway.prompts import PromptRenderer
 from gateway.protocol import CompletionBody
 from gateway.sampling import sampling_params
 from gateway.settings import Settings
-from gateway.streaming import ChoiceStream
+from gateway.text.streaming import ChoiceStream
 
 ChoiceFactory = Callable[[int, list[int]], ChoiceStream]  # (index, prompt ids) -> state
 

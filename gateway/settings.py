@@ -72,8 +72,8 @@ class Settings(BaseSettings):
     max_choices: PositiveInt = 16  # n
     max_prompts: PositiveInt = 64  # prompts in one text completion request
 
-    # How this model writes tool calls and reasoning (gateway/tool_parsers.py and
-    # gateway/reasoning.py). A template without tool support gets the tools from a
+    # How this model writes tool calls and reasoning (gateway/text/tool_parsers.py and
+    # gateway/text/reasoning.py). A template without tool support gets the tools from a
     # system prompt in this format.
     tool_parser: Literal["hermes", "llama3_json", "mistral"] = "hermes"
     reasoning_parser: Literal["think"] | None = None  # None: output has no reasoning part

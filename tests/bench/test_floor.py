@@ -23,7 +23,7 @@ from bench.workload import chat_body
 from engines.base import FinishReason
 from gateway.chunks import DONE, ChatChunks
 from gateway.generation import Usage
-from gateway.streaming import ChoiceStream, Delta
+from gateway.text.streaming import ChoiceStream, Delta
 
 
 class _FloorServer:

@@ -9,8 +9,8 @@ from openai.types.chat import ChatCompletionChunk
 from engines.base import FinishReason, TokenLogprob
 from gateway.chunks import DONE, ChatChunks, CompletionChunks
 from gateway.logprobs import LogprobFormatter
-from gateway.streaming import ChoiceStream, Delta
-from gateway.tool_parsers import ToolCallDelta
+from gateway.text.streaming import ChoiceStream, Delta
+from gateway.text.tool_parsers import ToolCallDelta
 
 TEXTS = {1: "Hi", 2: "!"}
 FORMATTER = LogprobFormatter(TEXTS.__getitem__)

@@ -31,7 +31,7 @@ from gateway.metrics import Metrics
 from gateway.responses import EventStream, JSONCompletion
 from gateway.runs import Run
 from gateway.settings import Settings
-from gateway.streaming import ChoiceStream
+from gateway.text.streaming import ChoiceStream
 
 SCOPE: dict[str, Any] = {"type": "http", "state": {}}
 

@@ -19,7 +19,7 @@ from xgrammar.testing import _get_masked_tokens_from_bitmask, _is_grammar_accept
 from gateway.errors import InvalidRequest
 from gateway.prompts import PromptRenderer
 from gateway.protocol import ChatCompletionRequest, Tool, ToolChoice
-from gateway.tool_parsers import TOOL_PARSERS
+from gateway.text.tool_parsers import TOOL_PARSERS
 from gateway.tool_prompts import (
     fallback_messages,
     system_prompt,

@@ -22,7 +22,7 @@ Formats, by their key in `TOOL_PARSERS`:
 * Text that looks like a call but is not one (malformed JSON, NaN, no name, no
   arguments object) goes out as content, tags and all: nothing is lost or raises.
 * A possible start of a tag ("<tool_c") is held back until decided, as in
-  `gateway.stops`, so tags never leak. Whitespace between content and a call or
+  `gateway.text.stops`, so tags never leak. Whitespace between content and a call or
   between calls is dropped; output without calls comes through unchanged.
 * Generation that ends inside a call (max_tokens): `flush` sends the call if
   its JSON is complete (only a closing tag missing), else its text as content.
@@ -38,8 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.model_json import JsonEnd, members, parse_call
-from gateway.stops import held_back
+from gateway.text.holdback import held_back
+from gateway.text.model_json import JsonEnd, members, parse_call
 
 
 @dataclass(frozen=True, slots=True)

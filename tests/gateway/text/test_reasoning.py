@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.reasoning import ReasoningSplitter
+from gateway.text.reasoning import ReasoningSplitter
 
 START, END = "<think>", "</think>"
 

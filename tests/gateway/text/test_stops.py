@@ -5,7 +5,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.stops import StopMatcher
+from gateway.text.stops import StopMatcher
 
 ALPHABET = "ab\n😀"  # small, so that stop strings and near-misses occur often
 texts = st.text(ALPHABET, max_size=40)

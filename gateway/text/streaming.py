@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engines.base import FinishReason, TokenLogprob
-from gateway.detokenizer import IncrementalDetokenizer
-from gateway.reasoning import ReasoningSplitter
-from gateway.stops import StopMatcher
-from gateway.tool_parsers import ToolCallDelta, ToolCallParser
+from gateway.text.detokenizer import IncrementalDetokenizer
+from gateway.text.reasoning import ReasoningSplitter
+from gateway.text.stops import StopMatcher
+from gateway.text.tool_parsers import ToolCallDelta, ToolCallParser
 
 
 @dataclass(slots=True)

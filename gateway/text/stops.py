@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.text.holdback import held_back
+
 
 class StopMatcher:
     __slots__ = ("_held", "_include", "_stops")
@@ -60,14 +62,3 @@ class StopMatcher:
             if end < best_end or (end == best_end and start < best_start):
                 best_end, best_start = end, start
         return best_start, best_end
-
-
-def held_back(buffer: str, markers: Sequence[str]) -> int:
-    """Length of the longest end of `buffer` that begins one of `markers`: text that
-    must wait, because the next piece may complete a marker there."""
-    longest = max(map(len, markers), default=0)
-    for size in range(min(len(buffer), longest - 1), 0, -1):
-        tail = buffer[-size:]
-        if any(marker.startswith(tail) for marker in markers):
-            return size
-    return 0

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.tool_parsers import TOOL_PARSERS, ToolCallDelta, ToolCallParser
+from gateway.text.tool_parsers import TOOL_PARSERS, ToolCallDelta, ToolCallParser
 
 Call = tuple[str, Any]  # (name, arguments object)
 

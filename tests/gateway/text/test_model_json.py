@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from gateway.model_json import JsonEnd, members, parse_call
+from gateway.text.model_json import JsonEnd, members, parse_call
 
 
 def test_the_end_is_found_as_text_grows_and_brackets_in_strings_do_not_count() -> None:

@@ -5,11 +5,11 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from engines.base import FinishReason, TokenLogprob
-from gateway.detokenizer import IncrementalDetokenizer
-from gateway.reasoning import ReasoningSplitter
-from gateway.stops import StopMatcher
-from gateway.streaming import ChoiceStream
-from gateway.tool_parsers import ToolCallDelta
+from gateway.text.detokenizer import IncrementalDetokenizer
+from gateway.text.reasoning import ReasoningSplitter
+from gateway.text.stops import StopMatcher
+from gateway.text.streaming import ChoiceStream
+from gateway.text.tool_parsers import ToolCallDelta
 
 
 def test_choice_stream_cuts_at_stop_and_reports_it(model_dir: Path) -> None:

@@ -2,7 +2,7 @@
 
 DeepSeek-R1, Qwen3 and their kind think aloud between tags before they answer.
 The tags reach neither field, not even in part: text that might begin a tag
-("<thi") is held back until the next pieces decide it, as `gateway.stops` does
+("<thi") is held back until the next pieces decide it, as `gateway.text.stops` does
 for stop strings.
 
     >>> splitter = ReasoningSplitter()
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 
-from gateway.stops import held_back
+from gateway.text.holdback import held_back
 
 
 class _State(enum.Enum):

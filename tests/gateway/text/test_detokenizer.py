@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from gateway.detokenizer import IncrementalDetokenizer
+from gateway.text.detokenizer import IncrementalDetokenizer
 
 SAMPLES = [
     "Plain English, with punctuation!",
