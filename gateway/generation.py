@@ -154,5 +154,6 @@ class Generation:
             self.usage = Usage(prompt_tokens, finished.completion_tokens, finished.cached_tokens)
         else:  # stopped by a stop string, or cut off: count what was delivered
             self.usage = Usage(prompt_tokens, self.choice.tokens)
-        queue_seconds = finished.queue_seconds if finished is not None else 0.0
+        # Only the engine knows how long a request queued: none for one cut short.
+        queue_seconds = finished.queue_seconds if finished is not None else None
         self._metrics.finished(reason, prompt_tokens, self.usage.completion_tokens, queue_seconds)

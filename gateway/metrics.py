@@ -112,13 +112,14 @@ class RequestMetrics:
         reason: FinishReason,
         prompt_tokens: int,
         completion_tokens: int,
-        queue_seconds: float,
+        queue_seconds: float | None,
     ) -> None:
         metrics = self._metrics
         metrics.success[reason].inc()
         metrics.prompt_tokens.inc(prompt_tokens)
         metrics.generation_tokens.inc(completion_tokens)
-        metrics.queue_time.observe(queue_seconds)
+        if queue_seconds is not None:
+            metrics.queue_time.observe(queue_seconds)
         metrics.e2e.observe(time.perf_counter() - self._arrival)
 
 

@@ -55,3 +55,12 @@ def test_time_to_first_token_once_then_an_inter_token_latency_per_delivery() -> 
     # Nothing is finished yet: no end-to-end latency, no tokens.
     assert value(registry, "gateway_e2e_request_latency_seconds_count") == 0
     assert value(registry, "gateway_generation_tokens_total") == 0
+
+
+def test_a_request_cut_short_records_no_queue_time() -> None:
+    """Only the engine's `Finished` knows the queue time: a stop string, an abort or an
+    error must not add a zero that drags the histogram down."""
+    registry = CollectorRegistry()
+    Metrics(registry, "m").request(time.perf_counter()).finished(FinishReason.ABORT, 3, 1, None)
+    assert value(registry, "gateway_request_queue_time_seconds_count") == 0
+    assert value(registry, "gateway_e2e_request_latency_seconds_count") == 1
