@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench import compare, preprocess, profile, sweep
+from bench import compare, preprocess, profile, sweep, sweep_report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,8 +80,8 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
         flush=True,
     )
     result = sweep.run_sweep(config)
-    print(sweep.render_sweep(result))
-    figures: dict[str, Any] = {**_sweep_settings(config), **sweep.sweep_figures(result)}
+    print(sweep_report.render_sweep(result))
+    figures: dict[str, Any] = {**_sweep_settings(config), **sweep_report.sweep_figures(result)}
     if config.profile_out is not None and config.profile_out.exists():
         print(f"\npy-spy, gateway at {config.profile_level} streams ({config.profile_out}):")
         print(profile.summarise(config.profile_out))

@@ -14,7 +14,8 @@ from bench.load import ClientPool, LoadPlan, WindowStats
 from bench.profile import summarise
 from bench.server import ServerProcess, cpu_seconds, machine_busy_seconds
 from bench.sse_client import Connection
-from bench.sweep import Level, Sweep, SweepConfig, sweep_figures
+from bench.sweep import Level, Sweep, SweepConfig
+from bench.sweep_report import sweep_figures
 from bench.workload import CHAT_PATH, chat_bodies, mean_max_tokens
 from tests.conftest import LiveServer
 
