@@ -148,6 +148,10 @@ class Generation:
             return EngineUnavailable(f"the engine is unavailable: {error}")
         return EngineFailure(f"the engine failed the request: {error}")
 
+    def abandon(self) -> None:
+        """The client left before the choice ran: counted as an abort, like any other."""
+        self._record(None, FinishReason.ABORT)
+
     def _record(self, finished: Finished | None, reason: FinishReason) -> None:
         prompt_tokens = len(self._request.prompt_token_ids)
         if finished is not None:

@@ -69,8 +69,7 @@ class _Owner(Response):
         self.client_left = False
 
     def _watch(self, receive: Receive) -> asyncio.Task[None]:
-        """A task that cancels this response's task when the client disconnects."""
-        self._task = asyncio.current_task()
+        """A task that cancels the task running the request when the client disconnects."""
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -123,11 +122,22 @@ class EventStream(_Owner):
             self._exchange = Exchange.of(scope)
             self._send_body = self._exchange.send_body if self._exchange is not None else send
             self._arm_keepalive()
-            await self._stream()
-            await self._send_body(_END)
-        except asyncio.CancelledError:
-            if not self._claims():
-                raise
+            # The body runs in a task of its own: every token resumes only its few frames,
+            # not the whole await chain of middleware and routing above this call. A
+            # cancellation of this task (the server's) reaches it through the await.
+            if self.client_left:  # gone while the start was being sent
+                self._run.abandon()
+                return
+            body = asyncio.get_running_loop().create_task(self._body(self._send_body))
+            self._task = body  # what the watcher cancels
+            try:
+                await body
+            except asyncio.CancelledError:
+                server = asyncio.current_task()
+                # Cancelled before its first step, by the watcher: the client left.
+                if not self.client_left or (server is not None and server.cancelling()):
+                    raise
+                self._run.abandon()
         finally:
             watcher.cancel()
             if self._timer is not None:
@@ -135,6 +145,14 @@ class EventStream(_Owner):
             if self._pinging is not None:
                 self._pinging.cancel()
             self._run.ticket.release()
+
+    async def _body(self, send_body: Callable[[Message], Awaitable[None]]) -> None:
+        try:
+            await self._stream()
+            await send_body(_END)
+        except asyncio.CancelledError:
+            if not self._claims():
+                raise
 
     async def _stream(self) -> None:
         for frame in self._prelude:
@@ -205,6 +223,7 @@ class JSONCompletion(_Owner):
         self._complete = complete
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._task = asyncio.current_task()
         watcher = self._watch(receive)
         try:
             response = await self._complete()

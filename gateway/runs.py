@@ -49,6 +49,11 @@ class Run:
             total += usage
         return total
 
+    def abandon(self) -> None:
+        """The client left before any choice ran."""
+        for generation in self.generations:
+            generation.abandon()
+
     async def drive(self, sink: Sink) -> None:
         """Every choice to its end, each handing its output to `sink` as it comes.
 
