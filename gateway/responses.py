@@ -122,12 +122,12 @@ class EventStream(_Owner):
             self._exchange = Exchange.of(scope)
             self._send_body = self._exchange.send_body if self._exchange is not None else send
             self._arm_keepalive()
-            # The body runs in a task of its own: every token resumes only its few frames,
-            # not the whole await chain of middleware and routing above this call. A
-            # cancellation of this task (the server's) reaches it through the await.
             if self.client_left:  # gone while the start was being sent
                 self._run.abandon()
                 return
+            # The body runs in a task of its own: every token resumes only its few frames,
+            # not the whole await chain of middleware and routing above this call. A
+            # cancellation of this task (the server's) reaches it through the await.
             body = asyncio.get_running_loop().create_task(self._body(self._send_body))
             self._task = body  # what the watcher cancels
             try:
