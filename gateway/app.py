@@ -81,24 +81,14 @@ def _lifespan(
     lifecycle: Lifecycle,
     loop_lag: LoopLag,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    admission = Admission(
-        settings.max_concurrent_requests,
-        settings.max_queued_prompt_tokens,
-        settings.retry_after_seconds,
-        metrics.admission_rejections,
-        model_name,
-        loop_lag=loop_lag,
-        max_loop_lag=settings.max_event_loop_lag_seconds,
-    )
+    admission = _admission(settings, metrics, model_name, loop_lag)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model_dir = await asyncio.to_thread(resolve_model_dir, settings.model, settings.cache_dir)
+        workers = settings.render_workers
         prompts = await asyncio.to_thread(
-            PromptRenderer,
-            model_dir,
-            settings.chat_template,
-            render_workers=settings.render_workers,
+            PromptRenderer, model_dir, settings.chat_template, render_workers=workers
         )
         running = engine or create_engine(model_dir, settings.engine_settings)
         loop_lag.start()
@@ -123,6 +113,20 @@ def _lifespan(
             await loop_lag.stop()
 
     return lifespan
+
+
+def _admission(
+    settings: Settings, metrics: Metrics, model_name: str, loop_lag: LoopLag
+) -> Admission:
+    return Admission(
+        settings.max_concurrent_requests,
+        settings.max_queued_prompt_tokens,
+        settings.retry_after_seconds,
+        metrics.admission_rejections,
+        model_name,
+        loop_lag=loop_lag,
+        max_loop_lag=settings.max_event_loop_lag_seconds,
+    )
 
 
 def _install_middleware(

@@ -45,11 +45,7 @@ class Metrics:
     ) -> None:
         self.registry = registry
         if loop_lag is not None:
-            Gauge(
-                "gateway_event_loop_lag_seconds",
-                "How late the event loop runs what is due, smoothed.",
-                registry=registry,
-            ).set_function(lambda: loop_lag.seconds)
+            _export_loop_lag(registry, loop_lag)
 
         def counter(name: str, doc: str, *labels: str) -> Counter:
             return Counter(name, doc, ("model_name", *labels), registry=registry)
@@ -87,6 +83,15 @@ class Metrics:
     def request(self, arrival: float) -> RequestMetrics:
         """`arrival`: the request's `time.perf_counter()` when it came in."""
         return RequestMetrics(self, arrival)
+
+
+def _export_loop_lag(registry: CollectorRegistry, loop_lag: LoopLag) -> None:
+    """The lag, read at scrape time: nothing to update on the loop itself."""
+    Gauge(
+        "gateway_event_loop_lag_seconds",
+        "How late the event loop runs what is due, smoothed.",
+        registry=registry,
+    ).set_function(lambda: loop_lag.seconds)
 
 
 class RequestMetrics:
