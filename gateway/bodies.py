@@ -52,14 +52,14 @@ async def collect(run: Run) -> list[Collected]:
     """Every choice's output, in index order."""
     collector = _Collector([Collected(g.choice) for g in run.generations])
     await run.drive(collector)
-    return sorted(collector.outputs.values(), key=lambda out: out.choice.index)
+    return collector.outputs
 
 
 class _Collector:
     """The `Sink` of a non-streamed response: each choice's deltas, gathered."""
 
     def __init__(self, outputs: list[Collected]) -> None:
-        self.outputs = {out.choice.index: out for out in outputs}
+        self.outputs = outputs  # a run's choices come in index order
 
     async def delta(self, generation: Generation, delta: Delta) -> None:
         self.outputs[generation.choice.index].add(delta)

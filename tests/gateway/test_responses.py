@@ -8,6 +8,7 @@ the client gone before the first byte or mid-stream, past its deadline, drained.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, MutableMapping, Sequence
@@ -121,7 +122,8 @@ class Fixture:
         return stats.running == stats.waiting == 0 and held == (0, 0)
 
 
-async def fixture(timeout: float | None = None, **engine: Any) -> AsyncIterator[Fixture]:
+@contextlib.asynccontextmanager
+async def started(timeout: float | None = None, **engine: Any) -> AsyncIterator[Fixture]:
     settings = SyntheticSettings(**{"token_seconds": 0.001, **engine})
     running = SyntheticEngine(settings)
     await running.start()
@@ -133,7 +135,21 @@ async def fixture(timeout: float | None = None, **engine: Any) -> AsyncIterator[
 
 @pytest.fixture
 async def gw() -> AsyncIterator[Fixture]:
-    async for made in fixture():
+    async with started() as made:
+        yield made
+
+
+@pytest.fixture
+async def failing() -> AsyncIterator[Fixture]:
+    """An engine that fails every request after its first token."""
+    async with started(fail_every_nth_request=1) as made:
+        yield made
+
+
+@pytest.fixture
+async def slow() -> AsyncIterator[Fixture]:
+    """Steps of 10 ms and a 50 ms request deadline."""
+    async with started(timeout=0.05, token_seconds=0.01) as made:
         yield made
 
 
@@ -160,16 +176,20 @@ async def test_a_finished_stream_sends_every_frame_then_done(gw: Fixture) -> Non
     assert gw.idle()
 
 
-async def test_a_failed_stream_sends_an_error_event_then_done() -> None:
-    async for gw in fixture(fail_every_nth_request=1):
-        run, ticket = gw.run(max_tokens=5)
-        client = Client()
-        await gw.stream(run)(SCOPE, client.receive, client.send)
-        frames = client.frames()
-        assert data(frames[-2])["error"]["code"] == "engine_error"
-        assert frames[-1] == b"data: [DONE]"
-        assert (ticket.releases, gw.finished("error")) == (1, 1)
-        assert gw.idle()
+async def ends_with_an_error_event(gw: Fixture, code: str) -> None:
+    """A long stream that fails: its error event, then [DONE], counted once as an error."""
+    run, ticket = gw.run(max_tokens=10_000)
+    client = Client()
+    await gw.stream(run)(SCOPE, client.receive, client.send)
+    frames = client.frames()
+    assert data(frames[-2])["error"]["code"] == code
+    assert frames[-1] == b"data: [DONE]"
+    assert (ticket.releases, gw.finished("error")) == (1, 1)
+    assert gw.idle()
+
+
+async def test_a_failed_stream_sends_an_error_event_then_done(failing: Fixture) -> None:
+    await ends_with_an_error_event(failing, "engine_error")
 
 
 @pytest.mark.parametrize("leave_after", [0, 3])
@@ -184,15 +204,8 @@ async def test_a_client_that_leaves_aborts_the_request(gw: Fixture, leave_after:
     assert gw.idle()
 
 
-async def test_a_stream_past_its_deadline_ends_with_request_timeout() -> None:
-    async for gw in fixture(timeout=0.05, token_seconds=0.01):
-        run, ticket = gw.run(max_tokens=10_000)
-        client = Client()
-        await gw.stream(run)(SCOPE, client.receive, client.send)
-        frames = client.frames()
-        assert data(frames[-2])["error"]["code"] == "request_timeout"
-        assert (frames[-1], ticket.releases, gw.finished("error")) == (b"data: [DONE]", 1, 1)
-        assert gw.idle()
+async def test_a_stream_past_its_deadline_ends_with_request_timeout(slow: Fixture) -> None:
+    await ends_with_an_error_event(slow, "request_timeout")
 
 
 async def test_a_drain_ends_running_streams_with_shutting_down(gw: Fixture) -> None:
@@ -236,15 +249,14 @@ async def test_a_json_completion_sends_one_body(gw: Fixture) -> None:
     assert gw.idle()
 
 
-async def test_a_failed_json_completion_raises_for_the_error_handlers() -> None:
-    async for gw in fixture(fail_every_nth_request=1):
-        run, ticket = gw.run(max_tokens=5)
-        client = Client()
-        completion = JSONCompletion(run, functools.partial(body, run))
-        with pytest.raises(EngineFailure):
-            await completion(SCOPE, client.receive, client.send)
-        assert (client.messages, ticket.releases, gw.finished("error")) == ([], 1, 1)
-        assert gw.idle()
+async def test_a_failed_json_completion_raises_for_the_error_handlers(failing: Fixture) -> None:
+    run, ticket = failing.run(max_tokens=5)
+    client = Client()
+    completion = JSONCompletion(run, functools.partial(body, run))
+    with pytest.raises(EngineFailure):
+        await completion(SCOPE, client.receive, client.send)
+    assert (client.messages, ticket.releases, failing.finished("error")) == ([], 1, 1)
+    assert failing.idle()
 
 
 async def test_a_client_that_leaves_a_json_completion_gets_499(gw: Fixture) -> None:
