@@ -5,8 +5,9 @@ printable ASCII of at most 128 characters, else makes one; it puts the id in
 the scope's `state` (for the routes) and on every response, counts the
 response in `gateway_http_requests_total{route,status}`, and writes one JSON
 line per request to the `gateway.access` logger once the response has ended.
-It offers a streamed response the server's own `send` for its body chunks
-(`Exchange`), so that no middleware wrapper runs per chunk. It never reads a
+The app (`gateway/app.py`) opens each request's `Exchange` with the server's
+own `send`, before any middleware wraps it: a streamed response sends its body
+chunks with that, so that no middleware wrapper runs per chunk. It never reads a
 body or a header other than the request id and the user agent: prompts,
 outputs and API keys never reach a log.
 """
@@ -47,6 +48,11 @@ class Exchange:
         self.body_bytes = 0
 
     @staticmethod
+    def open(scope: Scope, send: Send) -> None:
+        """Called with the server's `send`, before any middleware wraps it."""
+        scope.setdefault("state", {})["exchange"] = Exchange(send)
+
+    @staticmethod
     def of(scope: Scope) -> Exchange | None:
         found: Exchange | None = scope.get("state", {}).get("exchange")
         return found
@@ -67,9 +73,9 @@ class ObserveRequests:
             return
         given = dict(scope["headers"]).get(HEADER, b"")
         request_id = given.decode() if _VALID.fullmatch(given) else uuid.uuid4().hex
-        exchange = Exchange(send)
         state = scope.setdefault("state", {})
-        state["request_id"], state["exchange"] = request_id, exchange
+        state["request_id"] = request_id
+        exchange: Exchange = state["exchange"]  # opened by the app, around every middleware
         header = (HEADER, request_id.encode())
         route = scope["path"] if scope["path"] in self.routes else "other"
         began, clock = time.time(), time.perf_counter()

@@ -19,12 +19,14 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from engines import create_engine
 from engines.base import Engine
-from gateway.access_log import ObserveRequests, request_id_of
+from gateway.access_log import Exchange, ObserveRequests, request_id_of
 from gateway.admission import Admission
 from gateway.chat import ChatCompletions
+from gateway.completion_routes import CompletionRoutes
 from gateway.completions import Completions
 from gateway.errors import (
     GatewayError,
@@ -38,7 +40,7 @@ from gateway.loop_lag import LoopLag
 from gateway.metrics import EngineCollector, Metrics
 from gateway.model_files import EMBEDDED_NAME, resolve_model_dir
 from gateway.prompts import PromptRenderer
-from gateway.routes import router
+from gateway.routes import COMPLETION_ROUTES, router
 from gateway.runs import Runner
 from gateway.security import APIKeyAuth, BodyLimit, api_key_digests
 from gateway.settings import Settings
@@ -62,7 +64,7 @@ def create_app(
     lifecycle = lifecycle or Lifecycle(
         settings.shutdown_grace_seconds, settings.request_timeout_seconds
     )
-    app = FastAPI(
+    app = _GatewayApp(
         title="trtllm-gateway",
         lifespan=_lifespan(settings, engine, model_name, metrics, lifecycle, loop_lag),
     )
@@ -71,6 +73,16 @@ def create_app(
     _install_middleware(app, settings, metrics.http_requests, routes)
     _install_error_handlers(app)
     return app
+
+
+class _GatewayApp(FastAPI):
+    """FastAPI, handing each HTTP exchange the server's own `send` before any middleware
+    wraps it: a stream's body chunks go straight to it (`gateway.access_log.Exchange`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            Exchange.open(scope, send)
+        await super().__call__(scope, receive, send)
 
 
 def _lifespan(
@@ -132,12 +144,14 @@ def _admission(
 def _install_middleware(
     app: FastAPI, settings: Settings, http_requests: Counter, routes: frozenset[str]
 ) -> None:
-    """Outermost first: request id + metrics + access log, CORS, auth, body limit.
+    """Outermost first: request id + metrics + access log, CORS, auth, body limit, then
+    the completion routes (`gateway.completion_routes`), inside all of them.
 
     `add_middleware` wraps what is there, so they are added innermost first.
     The observer wraps everything so that even a 401 or 413 carries a request id
     and is logged and counted; CORS answers preflights (no key) before auth.
     """
+    app.add_middleware(CompletionRoutes, routes=COMPLETION_ROUTES)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     digests = api_key_digests(settings)
     if digests:
@@ -163,7 +177,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def invalid_body(_: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
-        return http_response(_validation_error(error))
+        return http_response(InvalidRequest.from_validation(error.errors()))
 
     async def http_error(_: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
@@ -191,14 +205,3 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_body)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
-
-
-def _validation_error(error: RequestValidationError) -> InvalidRequest:
-    """FastAPI's 422 as OpenAI's 400, naming the first offending field."""
-    first = error.errors()[0]
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    if first.get("type") == "json_invalid":
-        return InvalidRequest(f"the body is not valid JSON: {first.get('msg')}")
-    param = ".".join(loc) or None
-    message = str(first.get("msg", "invalid request"))
-    return InvalidRequest(f"{param}: {message}" if param else message, param=param)

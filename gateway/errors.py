@@ -22,6 +22,7 @@ turn them into bytes, so every error a client sees has OpenAI's shape:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -65,6 +66,17 @@ class InvalidRequest(GatewayError):
 
     status_code = 400
     error_type = "invalid_request_error"
+
+    @classmethod
+    def from_validation(cls, errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
+        """pydantic's validation errors (FastAPI's put "body" first) as OpenAI's 400,
+        naming the first offending field."""
+        first = errors[0]
+        if first.get("type") == "json_invalid":
+            return cls(f"the body is not valid JSON: {first.get('msg')}")
+        param = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or None
+        message = str(first.get("msg", "invalid request"))
+        return cls(f"{param}: {message}" if param else message, param=param)
 
 
 class ContextLengthExceeded(InvalidRequest):

@@ -1,4 +1,10 @@
-"""The HTTP routes. Handlers stay thin: the work lives in `chat`, `completions` and `metrics`."""
+"""The HTTP routes. Handlers stay thin: the work lives in `chat`, `completions` and `metrics`.
+
+FastAPI serves every route here but the two completion POSTs: `COMPLETION_ROUTES`
+hands their handlers to `gateway.completion_routes`, which calls them without
+FastAPI's per-request machinery. Their declarations here are what the OpenAPI
+document shows.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from gateway import access_log
+from gateway.completion_routes import CompletionRoute
 from gateway.errors import EngineUnavailable, InvalidRequest, ModelNotFound
 from gateway.protocol import (
     ChatCompletionRequest,
@@ -70,6 +77,12 @@ async def completions(
     if not svc.engine.healthy():
         raise EngineUnavailable("the engine is not ready")
     return await svc.completions.create(body, request_id)
+
+
+COMPLETION_ROUTES = {
+    "/v1/chat/completions": CompletionRoute(ChatCompletionRequest, chat_completions),
+    "/v1/completions": CompletionRoute(CompletionRequest, completions),
+}
 
 
 @router.post("/tokenize", responses={400: _ERROR})
