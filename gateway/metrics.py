@@ -21,11 +21,19 @@ never per token; engine gauges are read from `engine.stats()` at scrape time by
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from engines.base import EngineStats, FinishReason
@@ -50,10 +58,6 @@ class Metrics:
         def counter(name: str, doc: str, *labels: str) -> Counter:
             return Counter(name, doc, ("model_name", *labels), registry=registry)
 
-        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
-            family = Histogram(name, doc, ("model_name",), registry=registry, buckets=buckets)
-            return family.labels(model_name)
-
         success = counter("gateway_request_success", "Finished requests.", "finished_reason")
         # Every reason's child up front: no lookup per request, and no reason without one.
         self.success = {r: success.labels(model_name, r.value) for r in FinishReason}
@@ -67,18 +71,20 @@ class Metrics:
         self.generation_tokens = counter("gateway_generation_tokens", "Generated tokens.").labels(
             model_name
         )
-        self.ttft = histogram(
+        self.ttft = LoopHistogram(
             "gateway_time_to_first_token_seconds", "Time to first token.", _TTFT_BUCKETS
         )
-        self.itl = histogram(
+        self.itl = LoopHistogram(
             "gateway_inter_token_latency_seconds", "Time between deliveries.", _ITL_BUCKETS
         )
-        self.e2e = histogram(
+        self.e2e = LoopHistogram(
             "gateway_e2e_request_latency_seconds", "Arrival to last token.", _E2E_BUCKETS
         )
-        self.queue_time = histogram(
+        self.queue_time = LoopHistogram(
             "gateway_request_queue_time_seconds", "Time waiting in the engine.", _E2E_BUCKETS
         )
+        histograms = (self.ttft, self.itl, self.e2e, self.queue_time)
+        registry.register(LoopHistograms(histograms, model_name))
 
     def request(self, arrival: float) -> RequestMetrics:
         """`arrival`: the request's `time.perf_counter()` when it came in."""
@@ -126,6 +132,47 @@ class RequestMetrics:
         if queue_seconds is not None:
             metrics.queue_time.observe(queue_seconds)
         metrics.e2e.observe(time.perf_counter() - self._arrival)
+
+
+class LoopHistogram:
+    """A histogram observed from the event loop's thread alone, exported at scrape time.
+
+    prometheus_client's `Histogram` takes a lock for its sum and again for the bucket
+    (about 2 us an observation against 0.3 us here), and a stream observes one per
+    delivery. Scrapes run on the same loop (`GET /metrics`), so nothing needs a lock.
+    """
+
+    __slots__ = ("_bounds", "counts", "doc", "name", "sum")
+
+    def __init__(self, name: str, doc: str, bounds: Sequence[float]) -> None:
+        self.name = name
+        self.doc = doc
+        self._bounds = (*bounds, math.inf)
+        self.counts = [0] * len(self._bounds)  # per bucket, not cumulative
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self._bounds, value)] += 1  # le: the first bound >= value
+        self.sum += value
+
+    def family(self, model_name: str) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(self.name, self.doc, labels=("model_name",))
+        cumulative = itertools.accumulate(self.counts)
+        les = ("+Inf" if bound == math.inf else repr(bound) for bound in self._bounds)
+        buckets = list(zip(les, cumulative, strict=True))
+        family.add_metric((model_name,), buckets, self.sum)
+        return family
+
+
+class LoopHistograms(Collector):
+    """Exports loop histograms, each under its name with the model's label."""
+
+    def __init__(self, histograms: Sequence[LoopHistogram], model_name: str) -> None:
+        self._histograms = histograms
+        self._model_name = model_name
+
+    def collect(self) -> Iterable[Metric]:
+        return [histogram.family(self._model_name) for histogram in self._histograms]
 
 
 class EngineCollector(Collector):

@@ -3,10 +3,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 
 from engines.base import FinishReason
-from gateway.metrics import Metrics
+from gateway.metrics import LoopHistogram, LoopHistograms, Metrics
 
 # Every finish reason a choice can end with: the engine's, a tool call's, a gone client's
 # and a failure's; spelled out here rather than read from the module under test.
@@ -64,3 +64,25 @@ def test_a_request_cut_short_records_no_queue_time() -> None:
     Metrics(registry, "m").request(time.perf_counter()).finished(FinishReason.ABORT, 3, 1, None)
     assert value(registry, "gateway_request_queue_time_seconds_count") == 0
     assert value(registry, "gateway_e2e_request_latency_seconds_count") == 1
+
+
+def test_loop_histograms_export_what_prometheus_clients_own_would() -> None:
+    """Same observations, same buckets: the same samples (bounds are inclusive, `le`)."""
+    bounds = (0.001, 0.01, 0.1, 1.0, 20.0)
+    observed = [0.0, 0.001, 0.0011, 0.01, 0.5, 1.0, 19.99, 20.0, 20.01, 1e6]
+    theirs_registry, ours_registry = CollectorRegistry(), CollectorRegistry()
+    theirs = Histogram("h", "doc", ("model_name",), registry=theirs_registry, buckets=bounds)
+    ours = LoopHistogram("h", "doc", bounds)
+    ours_registry.register(LoopHistograms([ours], "m"))
+    for seconds in observed:
+        theirs.labels("m").observe(seconds)
+        ours.observe(seconds)
+
+    def samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
+        [family] = registry.collect()
+        kept = [s for s in family.samples if not s.name.endswith("_created")]
+        return [(s.name, s.labels, s.value) for s in kept]
+
+    assert samples(ours_registry) == samples(theirs_registry)
+    assert value(ours_registry, "h_bucket", le="0.001") == 2
+    assert value(ours_registry, "h_bucket", le="+Inf") == len(observed)
