@@ -18,11 +18,12 @@ from gateway.text.tool_parsers import ToolCallDelta
 
 DONE = b"data: [DONE]\n\n"
 _END = b"\n\n"
+_CLOSE = b"}]}" + _END  # the choice, its list and the chunk; no usage
 _REASONS = {reason: orjson.dumps(reason.value) for reason in FinishReason}
 
 
 class _Frames:
-    __slots__ = ("_choice_head", "_head", "_logprobs", "completion_id")
+    __slots__ = ("_choice_head", "_head", "_heads", "_logprobs", "completion_id")
 
     def __init__(
         self,
@@ -36,6 +37,7 @@ class _Frames:
         fields = {"id": completion_id, "object": obj, "created": created, "model": model}
         self._head = b"data: " + orjson.dumps(fields)[:-1]  # open, to splice the rest into
         self._choice_head = self._head + b',"choices":[{"index":'
+        self._heads: dict[int, bytes] = {}  # choice index -> the frame up to its index
         self._logprobs = logprobs
 
     def usage(self, usage: dict[str, Any]) -> bytes:
@@ -43,8 +45,12 @@ class _Frames:
         return self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}" + _END
 
     def _frame(self, index: int, choice: bytes, usage: dict[str, Any] | None) -> bytes:
-        tail = b"}]}" if usage is None else b'}],"usage":' + orjson.dumps(usage) + b"}"
-        return b"".join((self._choice_head, str(index).encode(), choice, tail, _END))
+        head = self._heads.get(index)
+        if head is None:
+            head = self._heads[index] = self._choice_head + str(index).encode()
+        if usage is None:
+            return head + choice + _CLOSE
+        return b"".join((head, choice, b'}],"usage":', orjson.dumps(usage), b"}", _END))
 
 
 class ChatChunks(_Frames):
@@ -76,9 +82,11 @@ class ChatChunks(_Frames):
         self, choice: ChoiceStream, delta: Delta, usage: dict[str, Any] | None = None
     ) -> bytes:
         if not (delta.reasoning or delta.tool_calls or delta.logprobs or self._reasoning):
-            body = b'{"content":' + orjson.dumps(delta.content) + b"}"  # the hot path
-        else:
-            body = orjson.dumps(self._delta_fields(delta))
+            text = b',"delta":{"content":' + orjson.dumps(delta.content)  # the hot path
+            return self._frame(
+                choice.index, text + b'},"logprobs":null,"finish_reason":null', usage
+            )
+        body = orjson.dumps(self._delta_fields(delta))
         logprobs = b"null"
         if delta.logprobs and self._logprobs is not None:
             content = self._logprobs.chat(delta.token_ids, delta.logprobs)

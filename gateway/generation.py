@@ -11,7 +11,6 @@ task is cancelled), the deadline passed (`Watch`), or an error was raised.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,7 +21,6 @@ from engines.base import (
     EngineRequestError,
     Finished,
     FinishReason,
-    GenerationEvent,
     GenerationRequest,
 )
 from gateway.admission import Ticket
@@ -74,6 +72,7 @@ class Generation:
     ) -> None:
         self.choice = choice
         self.usage: Usage | None = None  # set once the generation has finished
+        self._finished: Finished | None = None  # the engine's last word, once it came
         self._engine = engine
         self._request = request
         self._metrics = metrics
@@ -91,24 +90,9 @@ class Generation:
         Raises a `GatewayError` on failure. The admission ticket learns of the first
         token; the response that owns the ticket releases it.
         """
-        finished: Finished | None = None
         outcome = FinishReason.ABORT  # unless it finishes or fails: the consumer went away
-        choice = self.choice
         try:
-            with self._watch:
-                async with aclosing(self._engine.generate(self._request)) as events:
-                    while finished is None and choice.finish_reason is None:
-                        event = await self._next(events)
-                        if isinstance(event, Finished):
-                            finished = event
-                            delta = self._finish(event)
-                        else:
-                            if choice.tokens == 0:
-                                self._ticket.started()
-                            self._metrics.delivered()
-                            delta = choice.push(event.token_ids, event.logprobs)
-                        if delta:
-                            await sink.delta(self, delta)
+            await self._deliver(sink)
             await sink.finished(self)
         except EngineError as error:
             outcome = FinishReason.ERROR
@@ -117,24 +101,36 @@ class Generation:
             outcome = FinishReason.ERROR
             raise
         finally:
-            self._record(finished, choice.finish_reason or outcome)
+            self._record(self._finished, self.choice.finish_reason or outcome)
 
-    async def _next(self, events: AsyncIterator[GenerationEvent]) -> GenerationEvent:
-        """The engine's next event, unless the deadline passes first."""
-        watch = self._watch
-        if watch.expired:
-            raise watch.error()
-        watch.awaiting = True
+    async def _deliver(self, sink: Sink) -> None:
+        """The engine's events into the choice, and its deltas to `sink`, until it ends.
+
+        The deadline cancels the task wherever it waits (`Watch`): that cancellation
+        is raised as the deadline's error.
+        """
+        choice, metrics, watch = self.choice, self._metrics, self._watch
         try:
-            return await anext(events)
-        except StopAsyncIteration:
-            raise EngineFailure("the engine ended the request without finishing it") from None
+            with watch:
+                async with aclosing(self._engine.generate(self._request)) as events:
+                    async for event in events:
+                        if isinstance(event, Finished):
+                            self._finished = event
+                            delta = self._finish(event)
+                        else:
+                            if not choice.tokens:
+                                self._ticket.started()
+                            metrics.delivered()
+                            delta = choice.push(event.token_ids, event.logprobs)
+                        if delta:
+                            await sink.delta(self, delta)
+                        if choice.finish_reason is not None:
+                            return  # closing `events` aborts a request a stop string ended
         except asyncio.CancelledError:
-            if watch.claims_cancellation():
-                raise watch.error() from None
-            raise
-        finally:
-            watch.awaiting = False
+            if not watch.claims_cancellation():
+                raise
+            raise watch.error() from None
+        raise EngineFailure("the engine ended the request without finishing it")
 
     def _finish(self, event: Finished) -> Delta:
         if event.reason is FinishReason.ABORT:

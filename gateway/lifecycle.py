@@ -1,11 +1,10 @@
 """Draining on shutdown, and per-request deadlines that a drain pulls in.
 
 Each running request has a `Watch`: one timer for its deadline. When the timer
-fires while the request waits on the engine, the waiting task is cancelled and
-the cancellation is turned into a `RequestTimeout` (or, once draining, an
-`EngineUnavailable`) that the stream renders as an error event. When it fires
-while the request is busy elsewhere (sending a chunk), the request notices at
-its next step. No per-token timer is created.
+fires, the request's task is cancelled wherever it waits (on the engine, or on a
+slow client's send) and the cancellation is turned into a `RequestTimeout` (or,
+once draining, an `EngineUnavailable`) that the stream renders as an error
+event. No per-token timer or check is needed.
 
 SIGTERM calls `Lifecycle.drain`: `/ready` turns 503, new requests get 503, and
 every running request's deadline moves to at most `grace` seconds from now.
@@ -52,14 +51,13 @@ class Lifecycle:
 class Watch:
     """One request's deadline, armed while the request runs (`with watch:`)."""
 
-    __slots__ = ("_deadline", "_lifecycle", "_task", "_timer", "awaiting", "expired")
+    __slots__ = ("_deadline", "_lifecycle", "_task", "_timer", "expired")
 
     def __init__(self, lifecycle: Lifecycle) -> None:
         self._lifecycle = lifecycle
         self._task: asyncio.Task[object] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
-        self.awaiting = False  # the task is waiting on the engine: safe to cancel
         self.expired = False
 
     def __enter__(self) -> Watch:
@@ -96,5 +94,5 @@ class Watch:
 
     def _fire(self) -> None:
         self.expired = True
-        if self.awaiting and self._task is not None:
+        if self._task is not None:
             self._task.cancel()

@@ -109,9 +109,10 @@ class EventStream(_Owner):
         self._continuous_usage = continuous_usage
         self._keepalive = settings.sse_keepalive_seconds
         self._send_timeout = settings.send_timeout_seconds
-        self._send_body: Callable[[Message], Awaitable[None]] | None = None
+        self._send_body: Callable[[Message], Awaitable[None]] = _unstarted
         self._exchange: Exchange | None = None
-        self._sent = False  # since the last keep-alive check
+        self._sent_bytes = 0  # the body's, for the access log; and to tell a quiet stream
+        self._quiet_mark = 0  # `_sent_bytes` at the last keep-alive check
         self._timer: asyncio.TimerHandle | None = None
         self._pinging: asyncio.Task[None] | None = None
 
@@ -144,6 +145,8 @@ class EventStream(_Owner):
                 self._timer.cancel()
             if self._pinging is not None:
                 self._pinging.cancel()
+            if self._exchange is not None:
+                self._exchange.body_bytes += self._sent_bytes
             self._run.ticket.release()
 
     async def _body(self, send_body: Callable[[Message], Awaitable[None]]) -> None:
@@ -170,19 +173,15 @@ class EventStream(_Owner):
         await self._emit(DONE)
 
     async def delta(self, generation: Generation, delta: Delta) -> None:
-        await self._emit(self._chunks.delta(generation.choice, delta, self._running_usage()))
+        usage = self._run.usage(running=True).body() if self._continuous_usage else None
+        await self._emit(self._chunks.delta(generation.choice, delta, usage))
 
     async def finished(self, generation: Generation) -> None:
-        await self._emit(self._chunks.finish(generation.choice, self._running_usage()))
-
-    def _running_usage(self) -> dict[str, Any] | None:
-        return self._run.usage(running=True).body() if self._continuous_usage else None
+        usage = self._run.usage(running=True).body() if self._continuous_usage else None
+        await self._emit(self._chunks.finish(generation.choice, usage))
 
     async def _emit(self, frame: bytes) -> None:
-        assert self._send_body is not None
-        self._sent = True
-        if self._exchange is not None:
-            self._exchange.body_bytes += len(frame)
+        self._sent_bytes += len(frame)
         await self._send_body({"type": "http.response.body", "body": frame, "more_body": True})
 
     def _arm_keepalive(self) -> None:
@@ -190,8 +189,8 @@ class EventStream(_Owner):
 
     def _on_quiet(self) -> None:
         """A keep-alive period passed: a comment if nothing else was sent meanwhile."""
-        if self._sent:
-            self._sent = False
+        if self._sent_bytes != self._quiet_mark:
+            self._quiet_mark = self._sent_bytes
             self._arm_keepalive()
         else:
             self._timer = None
@@ -207,8 +206,12 @@ class EventStream(_Owner):
         except Exception:  # the stream ended meanwhile: nothing to keep alive
             return
         else:
-            self._sent = False
+            self._quiet_mark = self._sent_bytes
             self._arm_keepalive()
+
+
+async def _unstarted(message: Message) -> None:
+    raise RuntimeError("a frame was emitted before the response started")
 
 
 class JSONCompletion(_Owner):

@@ -13,7 +13,7 @@ is the same by construction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from engines.base import FinishReason, TokenLogprob
 from gateway.text.detokenizer import IncrementalDetokenizer
@@ -28,7 +28,7 @@ class Delta:
 
     content: str = ""
     reasoning: str = ""
-    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    tool_calls: Sequence[ToolCallDelta] = ()
     token_ids: Sequence[int] = ()  # the tokens these logprobs are of
     logprobs: Sequence[TokenLogprob] | None = None
 
