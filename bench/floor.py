@@ -15,7 +15,7 @@ fixed token text per step, the finish chunk ("length"), the usage chunk when
 since every content chunk is the same; `prompt_tokens` is 0, nothing is tokenized.
 
 Every stream is woken by one shared `StepClock` that copies the synthetic
-engine's step loop (engines/synthetic.py), admission at step boundaries
+engine's step loop (engines/synthetic/engine.py), admission at step boundaries
 included, so the sweep's ideal rate (bench/sweep.py) holds for both servers and
 their delivered/ideal ratios compare.
 

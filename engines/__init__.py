@@ -18,7 +18,7 @@ def create_engine(model_dir: Path, settings: EngineSettings) -> Engine:
 
             return SyntheticEngine(settings)
         case TransformersSettings():
-            from engines.transformers_cb import TransformersEngine
+            from engines.transformers import TransformersEngine
 
             return TransformersEngine(model_dir, settings)
         case TrtllmSettings():

@@ -48,7 +48,7 @@ class SyntheticSettings(_Section):
 
 
 class TrtllmSettings(_Section):
-    """The TensorRT-LLM LLM API (engines/trtllm.py). A limit left None is the library's default."""
+    """The TensorRT-LLM LLM API (engines/trtllm/). A limit left None is the library's default."""
 
     # A prebuilt TensorRT engine directory (tensorrt_llm 1.2 and older only). None: the
     # model directory's Hugging Face checkpoint runs on the PyTorch backend.

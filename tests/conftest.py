@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.lifecycle import Lifecycle
 from gateway.model_files import resolve_model_dir
 from gateway.settings import Settings
-from tests.engines.trtllm_standin import StandinConfig, installed
+from tests.engines.trtllm.standin import StandinConfig, installed
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ async def run_engine(
     model_dir: Path, settings: Any, workload: Workload, concurrencies: list[int], timing: Timing
 ) -> tuple[list[Window], float]:
     """Starts the engine, measures one window per concurrency, closes it; and its load time."""
-    from engines.transformers_cb import TransformersEngine
+    from engines.transformers import TransformersEngine
 
     engine = TransformersEngine(model_dir, settings)
     started = time.monotonic()

@@ -8,7 +8,7 @@ yields the same `RequestOutput` every step, mutated in place, so the task copies
 step's new ids (`token_ids_diff`), and their logprobs if asked for, into the request's
 `TokenChannel`. A consumer that leaves before `Finished` aborts the request at once; the
 task still reads the final cancelled event. One more task reads iteration stats while
-requests come in. engines/trtllm_sampling.py maps the contract's sampling onto the
+requests come in. engines/trtllm/sampling.py maps the contract's sampling onto the
 library's, refusing what the installed release cannot do.
 """
 
@@ -36,8 +36,8 @@ from engines.base import (
 )
 from engines.channel import TokenChannel
 from engines.settings import TrtllmSettings
-from engines.trtllm_compat import TrtllmApi, cached_tokens, load_api, read_limits, refusals
-from engines.trtllm_sampling import Support, sampling_params, token_logprobs
+from engines.trtllm.compat import TrtllmApi, cached_tokens, load_api, read_limits, refusals
+from engines.trtllm.sampling import Support, sampling_params, token_logprobs
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Every request's sampling in one logits processor of transformers' continuous batching.
 
-The manager is created greedy (`engines/transformers_manager.py`), and this
+The manager is created greedy (`engines/transformers/manager.py`), and this
 processor is its only one. Each step it transforms each row of logits as its
 request asks (`SamplingParams` gives the order), picks the token itself
 (temperature, top-k, top-p, a draw from the request's own generator when seeded)
@@ -40,7 +40,7 @@ from engines.base import (
     SamplingParams,
     TokenLogprob,
 )
-from engines.token_draw import sample
+from engines.transformers.token_draw import sample
 
 logger = logging.getLogger(__name__)
 

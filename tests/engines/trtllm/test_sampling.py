@@ -1,4 +1,4 @@
-"""engines/trtllm_sampling.py through the engine and the stand-in: what reaches
+"""engines/trtllm/sampling.py through the engine and the stand-in: what reaches
 `tensorrt_llm.SamplingParams`, and how logprobs come back."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from engines.base import (
     TokenLogprob,
 )
 from engines.settings import TrtllmSettings
-from engines.trtllm_sampling import token_logprobs
-from tests.engines.test_trtllm import collect, engine_dir, final, request, running, tokens
-from tests.engines.trtllm_standin import Standin
-from tests.engines.trtllm_standin_sampling import Logprob
+from engines.trtllm.sampling import token_logprobs
+from tests.engines.trtllm.standin import Standin
+from tests.engines.trtllm.standin_sampling import Logprob
+from tests.engines.trtllm.test_engine import collect, engine_dir, final, request, running, tokens
 
 
 def model(tmp_path: Path, vocab_size: int | None = 4096) -> Path:
@@ -262,7 +262,7 @@ async def test_a_logprob_without_the_sampled_token_fails_that_request_only(
     def top_only(vocab: Any, params: Any, token_id: int, position: int, **_: Any) -> Any:
         return {vocab.base: Logprob(-0.1, 1)}
 
-    monkeypatch.setattr("tests.engines.trtllm_standin.token_logprobs", top_only)
+    monkeypatch.setattr("tests.engines.trtllm.standin.token_logprobs", top_only)
     async with running(model(tmp_path)) as (engine, standin):
         with pytest.raises(EngineError, match="no logprob for the sampled token 1005"):
             await collect(engine, request(max_tokens=50, logprobs=1))

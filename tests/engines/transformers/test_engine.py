@@ -28,8 +28,8 @@ from engines.base import (
     TokenLogprob,
 )
 from engines.settings import TransformersSettings
-from engines.transformers_cb import TransformersEngine
-from engines.transformers_manager import placement
+from engines.transformers.engine import TransformersEngine
+from engines.transformers.manager import placement
 
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="session")]
 

@@ -10,14 +10,14 @@ one forward pass per step and hands each request's cumulative output to its
 `OutputRouter`, which calls our handler on the event loop once per step for the
 whole batch (`deliver_batch`). The handler diffs each request's tokens into its
 `TokenChannel`, with the logprobs our sampler recorded on the manager thread
-(`engines/transformers_sampler.py`); nothing else crosses threads but the
+(`engines/transformers/sampler.py`); nothing else crosses threads but the
 sampler's per-request state and a few counters read by `stats`.
 
 Traps in transformers 5.23 this module works around:
 - Left unset, the KV cache is sized from host RAM (about 9 GB); it is always
   bounded here by `num_blocks` x `block_size`.
 - Its per-request sampling is slow, unseeded and all but closed to processors
-  of our own: `engines/transformers_manager.py` says how ours gets in.
+  of our own: `engines/transformers/manager.py` says how ours gets in.
 - A cancelled request gets no terminal output and its result handler leaks:
   `_abort` removes the handler itself, and drops the output of the step in
   flight, which then lands in a shared queue nobody reads.
@@ -47,14 +47,14 @@ from engines.base import (
 )
 from engines.channel import TokenChannel
 from engines.settings import TransformersSettings
-from engines.transformers_manager import (
+from engines.transformers.manager import (
     create_manager,
     drop_stray_outputs,
     kv_blocks_used,
     placement,
 )
-from engines.transformers_prefix import PrefixCounters, PrefixLookup
-from engines.transformers_sampler import (
+from engines.transformers.prefix import PrefixCounters, PrefixLookup
+from engines.transformers.sampler import (
     RequestSampler,
     SamplerProcessor,
     compile_constraint,

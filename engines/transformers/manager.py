@@ -6,7 +6,7 @@ top-p) that exist only if the base GenerationConfig has non-default values for
 them, with sampling versus argmax one switch for the whole batch; they sort the
 vocabulary twice per row per step and cannot honour a seed. So the manager is
 created greedy, with no processor of transformers', and given one of ours
-(`engines/transformers_sampler.py`) that chooses every token itself.
+(`engines/transformers/sampler.py`) that chooses every token itself.
 
 Traps in transformers 5.23 around that processor:
 - The manager builds its processor list in `__init__` from the generation

@@ -22,8 +22,8 @@ from engines.base import (
     TokenDelta,
 )
 from engines.settings import TrtllmSettings
-from engines.trtllm import TrtllmEngine, stats_from
-from tests.engines.trtllm_standin import Standin, StandinConfig, installed
+from engines.trtllm.engine import TrtllmEngine, stats_from
+from tests.engines.trtllm.standin import Standin, StandinConfig, installed
 
 
 def checkpoint(tmp_path: Path, max_position_embeddings: int = 512) -> Path:

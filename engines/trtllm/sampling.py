@@ -33,11 +33,11 @@ class Support:
     """What the running engine can do per request, found out once at start."""
 
     vocab_size: int | None  # logits per step; None: unknown, so logit_bias is refused
-    refused: Mapping[str, str]  # feature -> why (see trtllm_compat.refusals)
+    refused: Mapping[str, str]  # feature -> why (see engines.trtllm.compat.refusals)
 
 
 def sampling_params(api: Any, support: Support, request: GenerationRequest, max_tokens: int) -> Any:
-    """`api` is the TrtllmApi of trtllm_compat; raises EngineRequestError for what it cannot do."""
+    """`api` is the TrtllmApi of compat.py; raises EngineRequestError for what it cannot do."""
     sampling = request.sampling
     _check(support, sampling)
     kwargs: dict[str, Any] = {

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from engines.token_draw import candidates, sample, truncate
+from engines.transformers.token_draw import candidates, sample, truncate
 
 
 @dataclass

@@ -16,7 +16,7 @@ from engines.base import (
     EngineRequestError,
     SamplingParams,
 )
-from engines.transformers_sampler import (
+from engines.transformers.sampler import (
     NO_SLOT,
     RequestSampler,
     SamplerProcessor,

@@ -1,4 +1,4 @@
-"""A stand-in for the part of `tensorrt_llm` 1.x that engines/trtllm.py uses.
+"""A stand-in for the part of `tensorrt_llm` 1.x that engines/trtllm/engine.py uses.
 
 `installed()` puts it in `sys.modules` as `tensorrt_llm` (with `llmapi`, `llmapi.llm_args`
 and, as releases up to 1.2 have, `_tensorrt_engine`) and takes it out again:
@@ -27,7 +27,7 @@ executor/executor.py and batch_manager/llmRequest.cpp:
   a stand-in for sampling, an id biased by 100 or more is emitted.
 * Guided decoding needs `guided_decoding_backend` on the LLM, which needs a tokenizer;
   a guided request to an LLM without one fails. Output is not constrained here.
-* logprobs: see trtllm_standin_sampling. The TensorRT backend refuses them unless the
+* logprobs: see standin_sampling. The TensorRT backend refuses them unless the
   LLM gathers generation logits.
 * `abort()` asks the executor to cancel; the request ends at its next step with
   finish_reason 'cancelled'.
@@ -55,7 +55,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from tests.engines.trtllm_standin_sampling import (
+from tests.engines.trtllm.standin_sampling import (
     GuidedDecodingParams,
     Logprob,
     Vocab,

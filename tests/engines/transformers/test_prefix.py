@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from engines.transformers_prefix import PrefixCounters, PrefixLookup
+from engines.transformers.prefix import PrefixCounters, PrefixLookup
 
 
 class _Cache:
