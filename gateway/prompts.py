@@ -28,7 +28,6 @@ from gateway.chat_render import (
     PromptPipeline,
     PromptSpec,
     RenderArgs,
-    TokenEncoder,
     Tools,
     render_batch,
     start_worker,
@@ -36,6 +35,7 @@ from gateway.chat_render import (
 )
 from gateway.errors import InvalidRequest
 from gateway.text.detokenizer import IncrementalDetokenizer
+from gateway.token_encoder import TokenEncoder
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,11 @@ from typing import Any
 
 import jinja2
 import pytest
-from tokenizers import AddedToken, Regex, Tokenizer, normalizers
+from tokenizers import AddedToken, Regex, normalizers
 from tokenizers import pre_tokenizers as pt
-from tokenizers.processors import TemplateProcessing
 from transformers import AutoTokenizer
 
-from gateway.chat_render import ChatTemplate, TokenEncoder
+from gateway.chat_render import ChatTemplate
 
 TEMPLATES = Path(__file__).parent / "chat_templates"
 
@@ -248,35 +247,3 @@ def test_renders_tools_where_the_template_reads_them(family_dirs: dict[str, Path
     assert not renders_tools("smollm2")
     assert renders_tools("llama3.1") and renders_tools("mistral") and renders_tools("qwen2.5")
     assert renders_tools("hermes")  # its tool_use template does; its default does not
-
-
-# Encoding: the fast path against the Rust tokenizer on text made to find its seams.
-def _tokenizer(model_dir: Path) -> Tokenizer:
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.add_tokens([AddedToken("ab c")])
-    return tokenizer
-
-
-def test_encodes_as_the_rust_tokenizer(model_dir: Path) -> None:
-    tokenizer = _tokenizer(model_dir)
-    encoder = TokenEncoder(tokenizer)
-    for text in [
-        "",
-        "Hello, world!",
-        "ab c and abc",
-        "\u00e9t\u00e9 \u6771\u4eac \U0001f600",
-        "  \n\t x",
-    ]:
-        assert encoder.encode(text) == tokenizer.encode(text, add_special_tokens=False).ids
-
-
-def test_special_tokens_added_on_request(model_dir: Path) -> None:
-    tokenizer = _tokenizer(model_dir)
-    tokenizer.post_processor = TemplateProcessing(
-        single="<|im_start|> $A", special_tokens=[("<|im_start|>", 1)]
-    )
-    encoder = TokenEncoder(tokenizer)
-    expected = tokenizer.encode("Hi there", add_special_tokens=True).ids
-    assert expected[0] == 1
-    assert encoder.encode("Hi there", add_special_tokens=True) == expected
-    assert encoder.encode("Hi there") == expected[1:]

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from transformers import AutoTokenizer
 
-from gateway.chat_render import TokenEncoder
 from gateway.errors import InvalidRequest
 from gateway.prompts import INLINE_CHARS, PromptRenderer
+from gateway.token_encoder import TokenEncoder
 
 TEMPLATES = Path(__file__).parent / "chat_templates"
 WEATHER = {
