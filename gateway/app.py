@@ -117,6 +117,7 @@ def _lifespan(
                 metrics,
                 model_name,
                 lifecycle,
+                settings,
             )
             # What start-up built (modules, tokenizer, engine) lives as long as the process:
             # out of the collector's sight, a full collection stops the loop for about a

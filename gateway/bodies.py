@@ -1,4 +1,5 @@
-"""Non-streamed responses: each choice's deltas gathered, then one JSON body.
+"""Non-streamed responses' choices: each choice's deltas gathered (`Run.collect`), then
+its entry in the JSON body.
 
 The deltas are the very ones a stream would send, so a collected completion
 says exactly what the stream would have said.
@@ -10,9 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engines.base import TokenLogprob
-from gateway.generation import Generation
 from gateway.logprobs import LogprobFormatter
-from gateway.runs import Run
 from gateway.text.streaming import ChoiceStream, Delta
 
 
@@ -46,26 +45,6 @@ class Collected:
             if piece.name is not None:
                 function["name"] = piece.name
             function["arguments"] += piece.arguments
-
-
-async def collect(run: Run) -> list[Collected]:
-    """Every choice's output, in index order."""
-    collector = _Collector([Collected(g.choice) for g in run.generations])
-    await run.drive(collector)
-    return collector.outputs
-
-
-class _Collector:
-    """The `Sink` of a non-streamed response: each choice's deltas, gathered."""
-
-    def __init__(self, outputs: list[Collected]) -> None:
-        self.outputs = outputs  # a run's choices come in index order
-
-    async def delta(self, generation: Generation, delta: Delta) -> None:
-        self.outputs[generation.choice.index].add(delta)
-
-    async def finished(self, generation: Generation) -> None:
-        pass
 
 
 def chat_choice(

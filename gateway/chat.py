@@ -14,18 +14,16 @@ import uuid
 from dataclasses import dataclass
 
 import orjson
-from starlette.responses import Response
 
 from engines.base import Constraint, ConstraintKind
 from gateway import tool_prompts
-from gateway.bodies import chat_choice, collect
+from gateway.bodies import chat_choice
 from gateway.chunks import ChatChunks
 from gateway.errors import InvalidRequest
 from gateway.logprobs import LogprobFormatter
 from gateway.prompts import PromptRenderer
 from gateway.protocol import ChatCompletionRequest, NamedToolChoice
-from gateway.responses import EventStream, JSONCompletion
-from gateway.runs import ChoiceFactory, Run, Runner
+from gateway.runs import ChoiceFactory, Run, Runner, Streamed, Whole
 from gateway.sampling import response_constraint
 from gateway.text.reasoning import ReasoningSplitter
 from gateway.text.stops import StopMatcher
@@ -37,7 +35,7 @@ from gateway.text.tool_parsers import TOOL_PARSERS
 class ChatCompletions:
     runner: Runner
 
-    async def create(self, body: ChatCompletionRequest, request_id: str) -> Response:
+    async def create(self, body: ChatCompletionRequest, request_id: str) -> Streamed | Whole:
         arrival = time.perf_counter()
         runner = self.runner
         runner.check(body)
@@ -59,17 +57,8 @@ class ChatCompletions:
                 completion_id, int(time.time()), body.model, logprobs=formatter, reasoning=reasoning
             )
             roles = [chunks.role(generation.choice) for generation in run.generations]
-            return EventStream(
-                run,
-                chunks,
-                roles,
-                settings,
-                include_usage=body.include_usage,
-                continuous_usage=body.continuous_usage,
-            )
-        return JSONCompletion(
-            run, functools.partial(_complete, run, completion_id, body, formatter, reasoning)
-        )
+            return Streamed(run, chunks, roles, body.include_usage, body.continuous_usage)
+        return Whole(run, functools.partial(_body, run, completion_id, body, formatter, reasoning))
 
     def _check_size(self, body: ChatCompletionRequest) -> None:
         settings = self.runner.settings
@@ -138,14 +127,14 @@ class ChatCompletions:
         return choice
 
 
-async def _complete(
+async def _body(
     run: Run,
     completion_id: str,
     body: ChatCompletionRequest,
     formatter: LogprobFormatter | None,
     reasoning: bool,
-) -> Response:
-    outputs = await collect(run)
+) -> bytes:
+    outputs = await run.collect()
     response = {
         "id": completion_id,
         "object": "chat.completion",
@@ -154,7 +143,7 @@ async def _complete(
         "choices": [chat_choice(out, logprobs=formatter, reasoning=reasoning) for out in outputs],
         "usage": run.usage().body(),
     }
-    return Response(orjson.dumps(response), media_type="application/json")
+    return orjson.dumps(response)
 
 
 def _reasoning(prompts: PromptRenderer, prompt_ids: list[int]) -> ReasoningSplitter:

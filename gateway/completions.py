@@ -14,15 +14,13 @@ import uuid
 from dataclasses import dataclass
 
 import orjson
-from starlette.responses import Response
 
-from gateway.bodies import collect, completion_choice
+from gateway.bodies import completion_choice
 from gateway.chunks import CompletionChunks
 from gateway.errors import InvalidRequest
 from gateway.logprobs import LogprobFormatter
 from gateway.protocol import CompletionRequest
-from gateway.responses import EventStream, JSONCompletion
-from gateway.runs import ChoiceFactory, Run, Runner
+from gateway.runs import ChoiceFactory, Run, Runner, Streamed, Whole
 from gateway.sampling import response_constraint
 from gateway.text.stops import StopMatcher
 from gateway.text.streaming import ChoiceStream
@@ -32,7 +30,7 @@ from gateway.text.streaming import ChoiceStream
 class Completions:
     runner: Runner
 
-    async def create(self, body: CompletionRequest, request_id: str) -> Response:
+    async def create(self, body: CompletionRequest, request_id: str) -> Streamed | Whole:
         arrival = time.perf_counter()
         runner = self.runner
         runner.check(body)
@@ -53,17 +51,8 @@ class Completions:
                 prelude = [
                     chunks.text(g.choice, echoes[g.choice.index // body.n]) for g in run.generations
                 ]
-            return EventStream(
-                run,
-                chunks,
-                prelude,
-                runner.settings,
-                include_usage=body.include_usage,
-                continuous_usage=body.continuous_usage,
-            )
-        return JSONCompletion(
-            run, functools.partial(_complete, run, chunks, body, formatter, echoes)
-        )
+            return Streamed(run, chunks, prelude, body.include_usage, body.continuous_usage)
+        return Whole(run, functools.partial(_body, run, chunks, body, formatter, echoes))
 
     async def _encode(self, body: CompletionRequest) -> list[list[int]]:
         settings, prompts = self.runner.settings, self.runner.prompts
@@ -103,14 +92,14 @@ class Completions:
         return choice
 
 
-async def _complete(
+async def _body(
     run: Run,
     chunks: CompletionChunks,
     body: CompletionRequest,
     formatter: LogprobFormatter | None,
     echoes: list[str],
-) -> Response:
-    outputs = await collect(run)
+) -> bytes:
+    outputs = await run.collect()
     response = {
         "id": chunks.completion_id,
         "object": "text_completion",
@@ -122,4 +111,4 @@ async def _complete(
         ],
         "usage": run.usage().body(),
     }
-    return Response(orjson.dumps(response), media_type="application/json")
+    return orjson.dumps(response)

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -32,9 +32,9 @@ from gateway.access_log import Exchange
 from gateway.chunks import DONE
 from gateway.errors import ClientDisconnected, GatewayError, sse_event
 from gateway.generation import Generation
-from gateway.runs import Run
+from gateway.runs import Run, Streamed, Whole
 from gateway.settings import Settings
-from gateway.text.streaming import ChoiceStream, Delta
+from gateway.text.streaming import Delta
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,6 @@ _START: Message = {
         (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
     ],
 }
-
-
-class Chunks(Protocol):
-    def delta(self, choice: ChoiceStream, delta: Delta, usage: dict[str, Any] | None) -> bytes: ...
-
-    def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None) -> bytes: ...
-
-    def usage(self, usage: dict[str, Any]) -> bytes: ...
 
 
 class _Owner(Response):
@@ -92,21 +84,12 @@ class EventStream(_Owner):
     """The SSE response of one completion: `prelude` frames, deltas as they come, a finish
     frame per choice, the usage frame if asked for, and [DONE]."""
 
-    def __init__(
-        self,
-        run: Run,
-        chunks: Chunks,
-        prelude: Sequence[bytes],
-        settings: Settings,
-        *,
-        include_usage: bool,
-        continuous_usage: bool,
-    ) -> None:
-        super().__init__(run)
-        self._chunks = chunks
-        self._prelude = prelude
-        self._include_usage = include_usage
-        self._continuous_usage = continuous_usage
+    def __init__(self, streamed: Streamed, settings: Settings) -> None:
+        super().__init__(streamed.run)
+        self._chunks = streamed.chunks
+        self._prelude = streamed.prelude
+        self._include_usage = streamed.include_usage
+        self._continuous_usage = streamed.continuous_usage
         self._keepalive = settings.sse_keepalive_seconds
         self._send_timeout = settings.send_timeout_seconds
         self._send_body: Callable[[Message], Awaitable[None]] = _unstarted
@@ -221,15 +204,15 @@ class JSONCompletion(_Owner):
     gone client's non-streamed completion would run on to `max_tokens`.
     """
 
-    def __init__(self, run: Run, complete: Callable[[], Awaitable[Response]]) -> None:
-        super().__init__(run)
-        self._complete = complete
+    def __init__(self, whole: Whole) -> None:
+        super().__init__(whole.run)
+        self._body = whole.body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._task = asyncio.current_task()
         watcher = self._watch(receive)
         try:
-            response = await self._complete()
+            body = await self._body()
         except asyncio.CancelledError:
             if not self._claims():
                 raise
@@ -237,4 +220,11 @@ class JSONCompletion(_Owner):
         finally:
             watcher.cancel()
             self._run.ticket.release()
-        await response(scope, receive, send)
+        await Response(body, media_type="application/json")(scope, receive, send)
+
+
+def respond(completion: Streamed | Whole, settings: Settings) -> Response:
+    """The response that owns `completion` from here on."""
+    if isinstance(completion, Streamed):
+        return EventStream(completion, settings)
+    return JSONCompletion(completion)

@@ -25,6 +25,7 @@ from gateway.protocol import (
     DetokenizeRequest,
     TokenizeRequest,
 )
+from gateway.responses import respond
 from gateway.state import Services, services
 
 
@@ -63,7 +64,7 @@ async def chat_completions(
 ) -> Response:
     if not svc.engine.healthy():
         raise EngineUnavailable("the engine is not ready")
-    return await svc.chat.create(body, request_id)
+    return respond(await svc.chat.create(body, request_id), svc.settings)
 
 
 @router.post(
@@ -76,7 +77,7 @@ async def completions(
 ) -> Response:
     if not svc.engine.healthy():
         raise EngineUnavailable("the engine is not ready")
-    return await svc.completions.create(body, request_id)
+    return respond(await svc.completions.create(body, request_id), svc.settings)
 
 
 COMPLETION_ROUTES = {

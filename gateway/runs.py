@@ -1,5 +1,5 @@
-"""What chat and text completions share: checks, the choices' engine requests, and
-their events merged into one sequence.
+"""What chat and text completions share: checks, the choices' engine requests, their
+events merged into one sequence, and what a completion hands its HTTP response.
 
 A request with p prompts and n choices is p x n engine requests, choice index
 `prompt * n + choice` (OpenAI's order). Each is a `Generation` with its own
@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from engines.base import Constraint, Engine, GenerationRequest, SamplingParams
 from gateway.admission import Admission, Ticket
+from gateway.bodies import Collected
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.generation import Generation, Sink, Usage
 from gateway.lifecycle import Lifecycle
@@ -25,9 +27,19 @@ from gateway.prompts import PromptRenderer
 from gateway.protocol import CompletionBody
 from gateway.sampling import sampling_params
 from gateway.settings import Settings
-from gateway.text.streaming import ChoiceStream
+from gateway.text.streaming import ChoiceStream, Delta
 
 ChoiceFactory = Callable[[int, list[int]], ChoiceStream]  # (index, prompt ids) -> state
+
+
+class Chunks(Protocol):
+    """A streamed completion's frames (`gateway.chunks`)."""
+
+    def delta(self, choice: ChoiceStream, delta: Delta, usage: dict[str, Any] | None) -> bytes: ...
+
+    def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None) -> bytes: ...
+
+    def usage(self, usage: dict[str, Any]) -> bytes: ...
 
 
 class Run:
@@ -54,6 +66,12 @@ class Run:
         for generation in self.generations:
             generation.abandon()
 
+    async def collect(self) -> list[Collected]:
+        """Every choice's output, in index order: the deltas a stream would have sent."""
+        outputs = [Collected(generation.choice) for generation in self.generations]
+        await self.drive(_Collector(outputs))
+        return outputs
+
     async def drive(self, sink: Sink) -> None:
         """Every choice to its end, each handing its output to `sink` as it comes.
 
@@ -76,6 +94,38 @@ class Run:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Collector:
+    """The `Sink` of a non-streamed response: each choice's deltas, gathered."""
+
+    def __init__(self, outputs: list[Collected]) -> None:
+        self.outputs = outputs  # a run's choices come in index order
+
+    async def delta(self, generation: Generation, delta: Delta) -> None:
+        self.outputs[generation.choice.index].add(delta)
+
+    async def finished(self, generation: Generation) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """A completion to stream: its run, its frames, and the frames before any delta."""
+
+    run: Run
+    chunks: Chunks
+    prelude: Sequence[bytes]
+    include_usage: bool
+    continuous_usage: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Whole:
+    """A completion answered with one JSON body, which `body()` runs the request for."""
+
+    run: Run
+    body: Callable[[], Awaitable[bytes]]
 
 
 @dataclass(frozen=True, slots=True)

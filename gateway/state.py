@@ -12,6 +12,7 @@ from gateway.completions import Completions
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.prompts import PromptRenderer
+from gateway.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,7 @@ class Services:
     metrics: Metrics
     model_name: str
     lifecycle: Lifecycle
+    settings: Settings
 
 
 async def services(request: Request) -> Services:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from typing import Any
@@ -17,20 +16,18 @@ from typing import Any
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Counter
-from starlette.responses import Response
 
 from engines.base import GenerationRequest, SamplingParams
 from engines.settings import SyntheticSettings
 from engines.synthetic import SyntheticEngine
 from gateway.admission import Admission, Ticket
-from gateway.bodies import collect
 from gateway.chunks import ChatChunks
 from gateway.errors import ClientDisconnected, EngineFailure
 from gateway.generation import Generation
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.responses import EventStream, JSONCompletion
-from gateway.runs import Run
+from gateway.runs import Run, Streamed, Whole
 from gateway.settings import Settings
 from gateway.text.streaming import ChoiceStream
 
@@ -108,9 +105,8 @@ class Fixture:
     def stream(self, run: Run) -> EventStream:
         chunks = ChatChunks("chatcmpl-1", 0, "m")
         roles = [chunks.role(g.choice) for g in run.generations]
-        return EventStream(
-            run, chunks, roles, Settings(), include_usage=True, continuous_usage=False
-        )
+        streamed = Streamed(run, chunks, roles, include_usage=True, continuous_usage=False)
+        return EventStream(streamed, Settings())
 
     def finished(self, reason: str) -> float:
         labels = {"model_name": "m", "finished_reason": reason}
@@ -233,16 +229,18 @@ async def test_a_server_cancellation_is_not_swallowed(gw: Fixture) -> None:
     assert gw.idle()
 
 
-async def body(run: Run) -> Response:
-    outputs = await collect(run)
-    text = "".join(outputs[0].content)
-    return Response(orjson.dumps({"text": text}), media_type="application/json")
+def whole(run: Run) -> Whole:
+    async def body() -> bytes:
+        outputs = await run.collect()
+        return orjson.dumps({"text": "".join(outputs[0].content)})
+
+    return Whole(run, body)
 
 
 async def test_a_json_completion_sends_one_body(gw: Fixture) -> None:
     run, ticket = gw.run(max_tokens=2)
     client = Client()
-    await JSONCompletion(run, functools.partial(body, run))(SCOPE, client.receive, client.send)
+    await JSONCompletion(whole(run))(SCOPE, client.receive, client.send)
     assert client.messages[0]["status"] == 200
     assert orjson.loads(client.messages[1]["body"]) == {"text": " w1002 w1003"}
     assert (ticket.releases, gw.finished("length")) == (1, 1)
@@ -252,7 +250,7 @@ async def test_a_json_completion_sends_one_body(gw: Fixture) -> None:
 async def test_a_failed_json_completion_raises_for_the_error_handlers(failing: Fixture) -> None:
     run, ticket = failing.run(max_tokens=5)
     client = Client()
-    completion = JSONCompletion(run, functools.partial(body, run))
+    completion = JSONCompletion(whole(run))
     with pytest.raises(EngineFailure):
         await completion(SCOPE, client.receive, client.send)
     assert (client.messages, ticket.releases, failing.finished("error")) == ([], 1, 1)
@@ -262,7 +260,7 @@ async def test_a_failed_json_completion_raises_for_the_error_handlers(failing: F
 async def test_a_client_that_leaves_a_json_completion_gets_499(gw: Fixture) -> None:
     run, ticket = gw.run(max_tokens=10_000)
     client = Client()
-    completion = JSONCompletion(run, functools.partial(body, run))
+    completion = JSONCompletion(whole(run))
     waiting = asyncio.create_task(completion(SCOPE, client.receive, client.send))
     await asyncio.sleep(0.02)
     client.gone.set()
