@@ -80,7 +80,7 @@ def transformers_serve(model_dir: Path) -> ServerProcess:
 
 
 def run_compare(config: CompareConfig) -> list[Side]:
-    from gateway.model_files import EMBEDDED_NAME, resolve_model_dir
+    from gateway.serving.model_files import EMBEDDED_NAME, resolve_model_dir
     from gateway.settings import Settings
 
     model_dir = resolve_model_dir(None, Settings().cache_dir)

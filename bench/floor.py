@@ -8,7 +8,7 @@ detokenizer, no metrics, no middleware.
 
 `POST /v1/chat/completions` reads `model`, `max_tokens`, `stream` and
 `stream_options` from the JSON body and streams the frames the gateway streams,
-in `gateway/chunks.py`'s exact shape: the role chunk, one content chunk of a
+in `gateway/openai/chunks.py`'s exact shape: the role chunk, one content chunk of a
 fixed token text per step, the finish chunk ("length"), the usage chunk when
 `stream_options.include_usage` is true, `data: [DONE]`. Each frame is one ASGI
 `send`, as in the gateway. A request's frames are built once when it arrives,
@@ -47,7 +47,7 @@ Send = Callable[[Message], Awaitable[None]]
 CHAT_PATH = "/v1/chat/completions"
 TOKEN_TEXT = " tok"
 DEFAULT_MAX_TOKENS = 16  # when a request names none; the bench always does
-# The headers of the gateway's streams (gateway/responses.py; its X-Request-Id aside).
+# The headers of the gateway's streams (gateway/http/responses.py; its X-Request-Id aside).
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-store"),
@@ -129,7 +129,8 @@ class StepClock:
 
 @dataclass(frozen=True, slots=True)
 class ChatFrames:
-    """A streamed chat completion's SSE frames, byte for byte as gateway/chunks.py builds them."""
+    """A streamed chat completion's SSE frames, byte for byte as the gateway builds them
+    (gateway/openai/chunks.py)."""
 
     role: bytes
     content: bytes  # the same for every token

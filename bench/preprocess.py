@@ -30,10 +30,10 @@ from bench.server import machine_busy_seconds
 from bench.workload import prompt_text
 
 if TYPE_CHECKING:
-    from gateway.prompts import PromptRenderer
+    from gateway.serving.prompts import PromptRenderer
 
 METHOD = (
-    "in-process: gateway.prompts.PromptRenderer.render (thread pool as the app builds it), "
+    "in-process: gateway.serving.prompts.PromptRenderer.render (thread pool as the app builds it), "
     "{n} renders awaited at once; latency = call to ids, queueing for the pool included; "
     "cpu = process CPU per render_sync, transformers = apply_chat_template + encode"
 )
@@ -102,8 +102,8 @@ def measure(
     concurrency: int = 2048, prompt_tokens: int = 1000, render_workers: Sequence[int] = (1, 2)
 ) -> Preprocessing:
     # Imported here: transformers takes seconds to import, and only this needs it.
-    from gateway.model_files import resolve_model_dir
-    from gateway.prompts import PromptRenderer
+    from gateway.serving.model_files import resolve_model_dir
+    from gateway.serving.prompts import PromptRenderer
     from gateway.settings import Settings
 
     settings = Settings()
@@ -168,7 +168,7 @@ def _transformers_cpu(
 def _worker_burst(
     model_dir: Path, chat_template: Path | None, workers: int, prompts: list[Messages]
 ) -> tuple[list[float], float]:
-    from gateway.prompts import PromptRenderer
+    from gateway.serving.prompts import PromptRenderer
 
     renderer = PromptRenderer(model_dir, chat_template, render_workers=workers)
     try:

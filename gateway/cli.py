@@ -14,10 +14,10 @@ from types import FrameType
 
 import uvicorn
 
-from gateway.access_log import log_bare_json_lines
-from gateway.app import create_app
 from gateway.config_errors import ConfigError
-from gateway.lifecycle import Lifecycle
+from gateway.http.access_log import log_bare_json_lines
+from gateway.http.app import create_app
+from gateway.serving.lifecycle import Lifecycle
 from gateway.settings import Settings
 
 # Beyond the drain's grace: time for the error events and the engine's close.

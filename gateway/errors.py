@@ -15,18 +15,15 @@
     ├── EngineUnavailable        503 service_unavailable, with Retry-After
     └── RequestTimeout           504 timeout
 
-Routes raise these; `http_response` and `sse_event` are the only places that
-turn them into bytes, so every error a client sees has OpenAI's shape:
-`{"error": {"message", "type", "param", "code"}}`.
+Every layer raises these; `gateway/http/errors.py` is the only place that turns
+them into bytes (`http_response`, `sse_event`), so every error a client sees has
+OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
-
-import orjson
-from starlette.responses import Response
 
 
 class GatewayError(Exception):
@@ -161,18 +158,3 @@ class RequestTimeout(GatewayError):
     status_code = 504
     error_type = "timeout"
     default_code = "request_timeout"
-
-
-def http_response(error: GatewayError) -> Response:
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return Response(
-        orjson.dumps(error.body()),
-        status_code=error.status_code,
-        media_type="application/json",
-        headers=headers,
-    )
-
-
-def sse_event(error: GatewayError) -> bytes:
-    """The error as one SSE `data:` frame, sent before `[DONE]` once a stream has begun."""
-    return b"data: " + orjson.dumps(error.body()) + b"\n\n"

@@ -14,9 +14,9 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from engines.settings import SyntheticSettings, TransformersSettings, TrtllmSettings
-from gateway.app import create_app
-from gateway.lifecycle import Lifecycle
-from gateway.model_files import resolve_model_dir
+from gateway.http.app import create_app
+from gateway.serving.lifecycle import Lifecycle
+from gateway.serving.model_files import resolve_model_dir
 from gateway.settings import Settings
 from tests.engines.trtllm.standin import StandinConfig, installed
 

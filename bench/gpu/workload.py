@@ -64,7 +64,7 @@ def make_workload(
 
 def make_prompts(model_dir: Path, count: int, prompt_len: int, rng: random.Random) -> list[Prompt]:
     """`count` user messages whose templated prompt is `prompt_len` tokens (or close)."""
-    from gateway.prompts import PromptRenderer
+    from gateway.serving.prompts import PromptRenderer
 
     renderer = PromptRenderer(model_dir)
     try:

@@ -21,8 +21,8 @@ from bench.server import floor, wait_idle
 from bench.sweep import SweepConfig, measure_level
 from bench.workload import chat_body
 from engines.base import FinishReason
-from gateway.chunks import DONE, ChatChunks
-from gateway.generation import Usage
+from gateway.openai.chunks import DONE, ChatChunks
+from gateway.serving.generation import Usage
 from gateway.text.streaming import ChoiceStream, Delta
 
 
@@ -95,7 +95,7 @@ def test_the_floor_sends_the_gateways_frames(floor_server: _FloorServer) -> None
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
     first = orjson.loads(response.content.split(b"\n\n")[0].removeprefix(b"data: "))
-    # What gateway/chunks.py sends for the same completion, [DONE] last.
+    # What gateway/openai/chunks.py sends for the same completion, [DONE] last.
     chunks = ChatChunks(first["id"], first["created"], "m")
     no_detokenizer = cast(Any, None)
     choice = ChoiceStream(0, no_detokenizer, finish_reason=FinishReason.LENGTH)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.routes import router
+from gateway.http.routes import router
 from gateway.settings import Settings
 
 ROOT = Path(__file__).parents[2]

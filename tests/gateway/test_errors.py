@@ -12,9 +12,8 @@ from gateway.errors import (
     InvalidRequest,
     ModelNotFound,
     UnsupportedParameter,
-    http_response,
-    sse_event,
 )
+from gateway.http.errors import http_response, sse_event
 
 
 @pytest.mark.parametrize(

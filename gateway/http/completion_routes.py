@@ -1,0 +1,95 @@
+"""The two completion routes, served without FastAPI's per-request machinery.
+
+`gateway/http/routes.py` declares them, so the OpenAPI document describes them, and
+holds their handlers. FastAPI's way to a handler (matching through the included
+router, dependency solving, validating the body through a `TypeAdapter`, an exit
+stack, the exception middleware) cost about 400 us a request, a third of a short
+completion's CPU. `CompletionRoutes`, the innermost middleware, answers a POST to
+either path itself: it reads the body, parses it with orjson, validates it with
+the route's pydantic model and calls the same handler. Anything else goes on to
+FastAPI. What reaches it has passed every middleware (request id, CORS, API key,
+body limit), as for any route.
+
+A completion's response raises a `GatewayError` only before it starts (a stream
+sends later errors as events), so one caught here is still answered as itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pydantic
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.errors import ClientDisconnected, GatewayError, InvalidRequest
+from gateway.http.access_log import request_id_of
+from gateway.http.errors import http_response
+from gateway.http.state import Services
+from gateway.openai.protocol import SamplingFields
+
+Handler = Callable[[Any, Services, str], Awaitable[Response]]  # (body, services, request id)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRoute:
+    body: type[SamplingFields]
+    handler: Handler
+
+
+class CompletionRoutes:
+    def __init__(self, app: ASGIApp, routes: Mapping[str, CompletionRoute]) -> None:
+        self.app = app
+        self.routes = dict(routes)  # path -> route, for POST
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            route = self.routes.get(scope["path"])
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._serve(route, scope, receive, send)
+        except GatewayError as error:
+            await http_response(error)(scope, receive, send)
+
+    @staticmethod
+    async def _serve(route: CompletionRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = route.body.model_validate(await _json_body(scope, receive))
+        except pydantic.ValidationError as error:
+            raise InvalidRequest.from_validation(error.errors()) from None
+        services: Services = scope["app"].state.services
+        response = await route.handler(body, services, request_id_of(scope))
+        await response(scope, receive, send)
+
+
+async def _json_body(scope: Scope, receive: Receive) -> Any:
+    """The body as JSON. As FastAPI reads one: only sent as `application/json` (or
+    `+json`), so a browser cannot post it cross-site without a CORS preflight."""
+    if not _is_json(dict(scope["headers"]).get(b"content-type")):
+        raise InvalidRequest("the body must be JSON, sent with 'Content-Type: application/json'")
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("the client closed the connection")
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as error:
+        # orjson refuses lone UTF-16 surrogates too, which tokenizers would choke on.
+        raise InvalidRequest(f"the body is not valid JSON: {error}") from None
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    media_type = (content_type or b"").partition(b";")[0].strip().lower()
+    return media_type == b"application/json" or (
+        media_type.startswith(b"application/") and media_type.endswith(b"+json")
+    )

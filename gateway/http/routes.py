@@ -1,0 +1,158 @@
+"""The HTTP routes. Handlers stay thin: the work lives in `chat`, `completions` and `metrics`.
+
+FastAPI serves every route here but the two completion POSTs: `COMPLETION_ROUTES`
+hands their handlers to `gateway.http.completion_routes`, which calls them without
+FastAPI's per-request machinery. Their declarations here are what the OpenAPI
+document shows.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from starlette.responses import JSONResponse, Response
+
+from gateway.errors import EngineUnavailable, InvalidRequest, ModelNotFound
+from gateway.http import access_log
+from gateway.http.completion_routes import CompletionRoute
+from gateway.http.responses import respond
+from gateway.http.state import Services, services
+from gateway.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    TokenizeRequest,
+)
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error shape, as `GatewayError.body()` writes it (for the OpenAPI document)."""
+
+    error: ErrorDetail
+
+
+class Status(BaseModel):
+    status: str
+
+
+# The OpenAPI document tells the truth: every error has OpenAI's shape, and an
+# invalid request is 400 (FastAPI would document a 422 that is never sent).
+_ERROR: dict[str, Any] = {"model": ErrorBody, "description": "An error, in OpenAI's shape"}
+router = APIRouter(responses={"default": _ERROR})
+ServicesDep = Annotated[Services, Depends(services)]
+RequestIdDep = Annotated[str, Depends(access_log.request_id)]
+
+
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={200: {"content": {"text/event-stream": {}}}, 400: _ERROR},
+)
+async def chat_completions(
+    body: ChatCompletionRequest, svc: ServicesDep, request_id: RequestIdDep
+) -> Response:
+    if not svc.engine.healthy():
+        raise EngineUnavailable("the engine is not ready")
+    return respond(await svc.chat.create(body, request_id), svc.settings)
+
+
+@router.post(
+    "/v1/completions",
+    response_model=None,
+    responses={200: {"content": {"text/event-stream": {}}}, 400: _ERROR},
+)
+async def completions(
+    body: CompletionRequest, svc: ServicesDep, request_id: RequestIdDep
+) -> Response:
+    if not svc.engine.healthy():
+        raise EngineUnavailable("the engine is not ready")
+    return respond(await svc.completions.create(body, request_id), svc.settings)
+
+
+COMPLETION_ROUTES = {
+    "/v1/chat/completions": CompletionRoute(ChatCompletionRequest, chat_completions),
+    "/v1/completions": CompletionRoute(CompletionRequest, completions),
+}
+
+
+@router.post("/tokenize", responses={400: _ERROR})
+async def tokenize(body: TokenizeRequest, svc: ServicesDep) -> dict[str, Any]:
+    """A prompt's token ids, or the messages' through the chat template (vLLM's shape)."""
+    _check_model(body.model, svc)
+    if (body.prompt is None) == (body.messages is None):
+        raise InvalidRequest("give either 'prompt' or 'messages'", param="prompt")
+    if body.messages is not None:
+        messages = [m.template_dict() for m in body.messages]
+        ids = await svc.prompts.render(messages, add_generation_prompt=body.add_generation_prompt)
+    else:
+        assert body.prompt is not None
+        ids = await svc.prompts.encode(body.prompt, add_special_tokens=body.add_special_tokens)
+    return {"count": len(ids), "max_model_len": svc.engine.limits().max_seq_len, "tokens": ids}
+
+
+@router.post("/detokenize", responses={400: _ERROR})
+async def detokenize(body: DetokenizeRequest, svc: ServicesDep) -> dict[str, Any]:
+    _check_model(body.model, svc)
+    if any(token >= svc.prompts.vocab_size for token in body.tokens):
+        raise InvalidRequest(
+            f"token ids must be below the vocabulary size, {svc.prompts.vocab_size}",
+            param="tokens",
+        )
+    return {"prompt": svc.prompts.decode(body.tokens)}
+
+
+def _check_model(model: str | None, svc: Services) -> None:
+    if model is not None and model != svc.model_name:
+        raise ModelNotFound(f"The model `{model}` does not exist.", param="model")
+
+
+@router.get("/v1/models")
+async def list_models(svc: ServicesDep) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": svc.model_name,
+                "object": "model",
+                "created": int(time.time()),
+                "owned_by": "trtllm-gateway",
+                "max_model_len": svc.engine.limits().max_seq_len,
+            }
+        ],
+    }
+
+
+@router.get("/health", response_model=Status, responses={503: {"model": Status}})
+async def health(svc: ServicesDep) -> JSONResponse:
+    """Liveness: the event loop answers and the engine has not died.
+
+    A dead engine never comes back in this process, so liveness fails and the
+    orchestrator restarts it, rather than leaving it out of rotation forever.
+    """
+    if svc.engine.healthy():
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "engine failed"}, status_code=503)
+
+
+@router.get("/ready", response_model=Status, responses={503: {"model": Status}})
+async def ready(svc: ServicesDep) -> JSONResponse:
+    """The engine is loaded and healthy, and the server is not draining: send traffic here."""
+    if svc.engine.healthy() and not svc.lifecycle.draining:
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "unavailable"}, status_code=503)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(svc: ServicesDep) -> Response:
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

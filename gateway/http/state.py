@@ -1,0 +1,37 @@
+"""What the routes need, built once in the lifespan: typed, not an `app.state` bag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from engines.base import Engine
+from gateway.serving.chat import ChatCompletions
+from gateway.serving.completions import Completions
+from gateway.serving.lifecycle import Lifecycle
+from gateway.serving.metrics import Metrics
+from gateway.serving.prompts import PromptRenderer
+from gateway.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    engine: Engine
+    chat: ChatCompletions
+    completions: Completions
+    prompts: PromptRenderer
+    metrics: Metrics
+    model_name: str
+    lifecycle: Lifecycle
+    settings: Settings
+
+
+async def services(request: Request) -> Services:
+    """FastAPI dependency: the services of the app that serves `request`.
+
+    `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
+    thread, a hop per request that starved `/health` under load.
+    """
+    found: Services = request.app.state.services
+    return found

@@ -1,0 +1,1 @@
+"""OpenAI's wire format: request models, streamed chunks, non-streamed bodies, logprobs."""

@@ -1,0 +1,210 @@
+"""What chat and text completions share: checks, the choices' engine requests, their
+events merged into one sequence, and what a completion hands its HTTP response.
+
+A request with p prompts and n choices is p x n engine requests, choice index
+`prompt * n + choice` (OpenAI's order). Each is a `Generation` with its own
+stream state, deadline and metrics; they share one admission ticket, released
+by the response. Prefix caching makes the n - 1 repeated prompts cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from engines.base import Constraint, Engine, GenerationRequest, SamplingParams
+from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.openai.bodies import Collected
+from gateway.openai.protocol import CompletionBody
+from gateway.serving.admission import Admission, Ticket
+from gateway.serving.generation import Generation, Sink, Usage
+from gateway.serving.lifecycle import Lifecycle
+from gateway.serving.metrics import Metrics
+from gateway.serving.prompts import PromptRenderer
+from gateway.serving.sampling import sampling_params
+from gateway.settings import Settings
+from gateway.text.streaming import ChoiceStream, Delta
+
+ChoiceFactory = Callable[[int, list[int]], ChoiceStream]  # (index, prompt ids) -> state
+
+
+class Chunks(Protocol):
+    """A streamed completion's frames (`gateway.openai.chunks`)."""
+
+    def delta(self, choice: ChoiceStream, delta: Delta, usage: dict[str, Any] | None) -> bytes: ...
+
+    def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None) -> bytes: ...
+
+    def usage(self, usage: dict[str, Any]) -> bytes: ...
+
+
+class Run:
+    """The choices of one request, running."""
+
+    def __init__(self, generations: list[Generation], ticket: Ticket, n: int) -> None:
+        self.generations = generations
+        self.ticket = ticket
+        self._n = n
+
+    def usage(self, *, running: bool = False) -> Usage:
+        """Choices of one prompt share it: its tokens count once, as OpenAI counts them."""
+        total = Usage(0, 0)
+        for index, generation in enumerate(self.generations):
+            usage = generation.running_usage if running else generation.usage
+            assert usage is not None  # set once the generation has ended
+            if index % self._n:
+                usage = Usage(0, usage.completion_tokens)
+            total += usage
+        return total
+
+    def abandon(self) -> None:
+        """The client left before any choice ran."""
+        for generation in self.generations:
+            generation.abandon()
+
+    async def collect(self) -> list[Collected]:
+        """Every choice's output, in index order: the deltas a stream would have sent."""
+        outputs = [Collected(generation.choice) for generation in self.generations]
+        await self.drive(_Collector(outputs))
+        return outputs
+
+    async def drive(self, sink: Sink) -> None:
+        """Every choice to its end, each handing its output to `sink` as it comes.
+
+        One choice runs in the caller's task. Several run in a task each, so that
+        their deltas reach the sink in arrival order; the first error cancels the
+        others (each aborts its engine request) and is raised.
+        """
+        if len(self.generations) == 1:
+            await self.generations[0].drive(sink)
+            return
+        tasks = [asyncio.create_task(g.drive(sink)) for g in self.generations]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                error = task.exception()
+                if error is not None:
+                    raise error
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Collector:
+    """The `Sink` of a non-streamed response: each choice's deltas, gathered."""
+
+    def __init__(self, outputs: list[Collected]) -> None:
+        self.outputs = outputs  # a run's choices come in index order
+
+    async def delta(self, generation: Generation, delta: Delta) -> None:
+        self.outputs[generation.choice.index].add(delta)
+
+    async def finished(self, generation: Generation) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """A completion to stream: its run, its frames, and the frames before any delta."""
+
+    run: Run
+    chunks: Chunks
+    prelude: Sequence[bytes]
+    include_usage: bool
+    continuous_usage: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Whole:
+    """A completion answered with one JSON body, which `body()` runs the request for."""
+
+    run: Run
+    body: Callable[[], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Runner:
+    engine: Engine
+    prompts: PromptRenderer
+    metrics: Metrics
+    settings: Settings
+    model_name: str
+    admission: Admission
+    lifecycle: Lifecycle
+    _sequence: Iterator[int] = field(default_factory=itertools.count, init=False)
+
+    def check(self, body: CompletionBody) -> None:
+        """What can be refused before any tokenizing."""
+        self.lifecycle.ensure_open()
+        settings = self.settings
+        if body.model != self.model_name:
+            raise ModelNotFound(f"The model `{body.model}` does not exist.", param="model")
+        if body.n > settings.max_choices:
+            raise InvalidRequest(f"'n' must be at most {settings.max_choices}", param="n")
+        stops = body.stop_strings
+        if len(stops) > settings.max_stop_strings:
+            raise InvalidRequest(
+                f"at most {settings.max_stop_strings} stop strings are allowed", param="stop"
+            )
+        if any(not stop or len(stop) > settings.max_stop_chars for stop in stops):
+            raise InvalidRequest(
+                f"stop strings must have 1 to {settings.max_stop_chars} characters", param="stop"
+            )
+
+    def start(
+        self,
+        body: CompletionBody,
+        request_id: str,
+        prompts: list[list[int]],
+        constraint: Constraint | None,
+        choice: ChoiceFactory,
+        arrival: float,
+    ) -> Run:
+        """`request_id` is the HTTP request's (X-Request-Id): engine ids get a suffix,
+        because clients reuse ids (retries) and engines key requests by id.
+        `arrival`: `time.perf_counter()` at arrival, where time to first token starts."""
+        samplings = [self._sampling(body, ids, constraint) for ids in prompts]
+        ticket = self.admission.admit(sum(map(len, prompts)) * body.n)
+        generations = []
+        for prompt_index, (ids, sampling) in enumerate(zip(prompts, samplings, strict=True)):
+            for n in range(body.n):
+                request = GenerationRequest(
+                    f"{request_id}-{next(self._sequence)}", ids, choice_sampling(sampling, n)
+                )
+                generations.append(
+                    Generation(
+                        self.engine,
+                        request,
+                        choice(prompt_index * body.n + n, ids),
+                        self.metrics.request(arrival),
+                        ticket,
+                        self.lifecycle.watch(),
+                    )
+                )
+        return Run(generations, ticket, body.n)
+
+    def _sampling(
+        self, body: CompletionBody, ids: list[int], constraint: Constraint | None
+    ) -> SamplingParams:
+        return sampling_params(
+            body,
+            len(ids),
+            limits=self.engine.limits(),
+            settings=self.settings,
+            vocab_size=self.prompts.vocab_size,
+            eos_token_ids=self.prompts.eos_token_ids,
+            constraint=constraint,
+        )
+
+
+def choice_sampling(sampling: SamplingParams, n: int) -> SamplingParams:
+    """Choice n's sampling: a seeded request's choices must still differ."""
+    if n == 0 or sampling.seed is None:
+        return sampling
+    return replace(sampling, seed=sampling.seed + n)

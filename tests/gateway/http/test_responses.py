@@ -1,0 +1,270 @@
+"""The request's owner with fake ASGI `receive`/`send`: every end releases the ticket once.
+
+Each test runs a real run (the synthetic engine, a real `Generation` and metrics)
+through `EventStream` or `JSONCompletion` and ends it one way: finished, failed,
+the client gone before the first byte or mid-stream, past its deadline, drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, MutableMapping, Sequence
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from engines.base import GenerationRequest, SamplingParams
+from engines.settings import SyntheticSettings
+from engines.synthetic import SyntheticEngine
+from gateway.errors import ClientDisconnected, EngineFailure
+from gateway.http.responses import EventStream, JSONCompletion
+from gateway.openai.chunks import ChatChunks
+from gateway.serving.admission import Admission, Ticket
+from gateway.serving.generation import Generation
+from gateway.serving.lifecycle import Lifecycle
+from gateway.serving.metrics import Metrics
+from gateway.serving.runs import Run, Streamed, Whole
+from gateway.settings import Settings
+from gateway.text.streaming import ChoiceStream
+
+SCOPE: dict[str, Any] = {"type": "http", "state": {}}
+
+
+class Words:
+    """A detokenizer that writes each id as a word: output the test can count."""
+
+    def push(self, token_ids: Sequence[int]) -> str:
+        return "".join(f" w{token_id}" for token_id in token_ids)
+
+
+class CountedTicket(Ticket):
+    releases = 0
+
+    def release(self) -> None:
+        self.releases += 1
+        super().release()
+
+
+class Client:
+    """A fake ASGI client that leaves after `leave_after` body messages (0: at once)."""
+
+    def __init__(self, leave_after: int | None = None) -> None:
+        self.messages: list[MutableMapping[str, Any]] = []
+        self.gone = asyncio.Event()
+        self.leave_after = leave_after
+        if leave_after == 0:
+            self.gone.set()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.messages.append(message)
+        bodies = sum(m["type"] == "http.response.body" for m in self.messages)
+        if self.leave_after is not None and bodies >= self.leave_after:
+            self.gone.set()
+
+    def frames(self) -> list[bytes]:
+        body = b"".join(m.get("body", b"") for m in self.messages)
+        return [frame for frame in body.split(b"\n\n") if frame]
+
+
+class Fixture:
+    def __init__(self, engine: SyntheticEngine, lifecycle: Lifecycle) -> None:
+        self.engine = engine
+        self.lifecycle = lifecycle
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry, "m")
+        rejections = Counter("r", "r", ("model_name", "reason"), registry=self.registry)
+        self.admission = Admission(8, 1000, 1, rejections, "m")
+
+    def run(self, max_tokens: int = 3, n: int = 1) -> tuple[Run, CountedTicket]:
+        ticket = CountedTicket(self.admission, 2)
+        self.admission.in_flight += 1  # what `admit` does
+        self.admission.queued_tokens += 2
+        generations = [
+            Generation(
+                self.engine,
+                GenerationRequest(
+                    f"r{time.perf_counter_ns()}-{i}", [1, 2], SamplingParams(max_tokens)
+                ),
+                ChoiceStream(i, Words()),  # type: ignore[arg-type]
+                self.metrics.request(time.perf_counter()),
+                ticket,
+                self.lifecycle.watch(),
+            )
+            for i in range(n)
+        ]
+        return Run(generations, ticket, n), ticket
+
+    def stream(self, run: Run) -> EventStream:
+        chunks = ChatChunks("chatcmpl-1", 0, "m")
+        roles = [chunks.role(g.choice) for g in run.generations]
+        streamed = Streamed(run, chunks, roles, include_usage=True, continuous_usage=False)
+        return EventStream(streamed, Settings())
+
+    def finished(self, reason: str) -> float:
+        labels = {"model_name": "m", "finished_reason": reason}
+        return self.registry.get_sample_value("gateway_request_success_total", labels) or 0.0
+
+    def idle(self) -> bool:
+        stats = self.engine.stats()
+        held = (self.admission.in_flight, self.admission.queued_tokens)
+        return stats.running == stats.waiting == 0 and held == (0, 0)
+
+
+@contextlib.asynccontextmanager
+async def started(timeout: float | None = None, **engine: Any) -> AsyncIterator[Fixture]:
+    settings = SyntheticSettings(**{"token_seconds": 0.001, **engine})
+    running = SyntheticEngine(settings)
+    await running.start()
+    try:
+        yield Fixture(running, Lifecycle(grace_seconds=0.0, request_timeout=timeout))
+    finally:
+        await running.close()
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[Fixture]:
+    async with started() as made:
+        yield made
+
+
+@pytest.fixture
+async def failing() -> AsyncIterator[Fixture]:
+    """An engine that fails every request after its first token."""
+    async with started(fail_every_nth_request=1) as made:
+        yield made
+
+
+@pytest.fixture
+async def slow() -> AsyncIterator[Fixture]:
+    """Steps of 10 ms and a 50 ms request deadline."""
+    async with started(timeout=0.05, token_seconds=0.01) as made:
+        yield made
+
+
+def data(frame: bytes) -> Any:
+    return orjson.loads(frame.removeprefix(b"data: "))
+
+
+async def test_a_finished_stream_sends_every_frame_then_done(gw: Fixture) -> None:
+    run, ticket = gw.run(max_tokens=3)
+    client = Client()
+    await gw.stream(run)(SCOPE, client.receive, client.send)
+    frames = client.frames()
+    assert client.messages[0]["status"] == 200
+    assert [data(f)["choices"][0]["delta"].get("content") for f in frames[1:4]] == [
+        " w1002",
+        " w1003",
+        " w1004",
+    ]
+    assert data(frames[4])["choices"][0]["finish_reason"] == "length"
+    assert data(frames[5])["usage"]["completion_tokens"] == 3
+    assert frames[6] == b"data: [DONE]"
+    assert client.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert (ticket.releases, gw.finished("length")) == (1, 1)
+    assert gw.idle()
+
+
+async def ends_with_an_error_event(gw: Fixture, code: str) -> None:
+    """A long stream that fails: its error event, then [DONE], counted once as an error."""
+    run, ticket = gw.run(max_tokens=10_000)
+    client = Client()
+    await gw.stream(run)(SCOPE, client.receive, client.send)
+    frames = client.frames()
+    assert data(frames[-2])["error"]["code"] == code
+    assert frames[-1] == b"data: [DONE]"
+    assert (ticket.releases, gw.finished("error")) == (1, 1)
+    assert gw.idle()
+
+
+async def test_a_failed_stream_sends_an_error_event_then_done(failing: Fixture) -> None:
+    await ends_with_an_error_event(failing, "engine_error")
+
+
+@pytest.mark.parametrize("leave_after", [0, 3])
+async def test_a_client_that_leaves_aborts_the_request(gw: Fixture, leave_after: int) -> None:
+    """Before the first byte (0) or mid-stream (3): no error, nothing left running."""
+    run, ticket = gw.run(max_tokens=10_000)
+    client = Client(leave_after=leave_after)
+    await gw.stream(run)(SCOPE, client.receive, client.send)
+    assert b"data: [DONE]" not in client.frames()
+    assert ticket.releases == 1
+    assert gw.finished("abort") == 1
+    assert gw.idle()
+
+
+async def test_a_stream_past_its_deadline_ends_with_request_timeout(slow: Fixture) -> None:
+    await ends_with_an_error_event(slow, "request_timeout")
+
+
+async def test_a_drain_ends_running_streams_with_shutting_down(gw: Fixture) -> None:
+    run, ticket = gw.run(max_tokens=10_000, n=2)
+    client = Client()
+    streaming = asyncio.create_task(gw.stream(run)(SCOPE, client.receive, client.send))
+    await asyncio.sleep(0.02)
+    gw.lifecycle.drain()
+    await asyncio.wait_for(streaming, 5)
+    frames = client.frames()
+    assert data(frames[-2])["error"]["code"] == "shutting_down"
+    assert (frames[-1], ticket.releases, gw.finished("error")) == (b"data: [DONE]", 1, 2)
+    assert gw.idle()
+
+
+async def test_a_server_cancellation_is_not_swallowed(gw: Fixture) -> None:
+    run, ticket = gw.run(max_tokens=10_000)
+    client = Client()
+    streaming = asyncio.create_task(gw.stream(run)(SCOPE, client.receive, client.send))
+    await asyncio.sleep(0.02)
+    streaming.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await streaming
+    assert (ticket.releases, gw.finished("abort")) == (1, 1)
+    assert gw.idle()
+
+
+def whole(run: Run) -> Whole:
+    async def body() -> bytes:
+        outputs = await run.collect()
+        return orjson.dumps({"text": "".join(outputs[0].content)})
+
+    return Whole(run, body)
+
+
+async def test_a_json_completion_sends_one_body(gw: Fixture) -> None:
+    run, ticket = gw.run(max_tokens=2)
+    client = Client()
+    await JSONCompletion(whole(run))(SCOPE, client.receive, client.send)
+    assert client.messages[0]["status"] == 200
+    assert orjson.loads(client.messages[1]["body"]) == {"text": " w1002 w1003"}
+    assert (ticket.releases, gw.finished("length")) == (1, 1)
+    assert gw.idle()
+
+
+async def test_a_failed_json_completion_raises_for_the_error_handlers(failing: Fixture) -> None:
+    run, ticket = failing.run(max_tokens=5)
+    client = Client()
+    completion = JSONCompletion(whole(run))
+    with pytest.raises(EngineFailure):
+        await completion(SCOPE, client.receive, client.send)
+    assert (client.messages, ticket.releases, failing.finished("error")) == ([], 1, 1)
+    assert failing.idle()
+
+
+async def test_a_client_that_leaves_a_json_completion_gets_499(gw: Fixture) -> None:
+    run, ticket = gw.run(max_tokens=10_000)
+    client = Client()
+    completion = JSONCompletion(whole(run))
+    waiting = asyncio.create_task(completion(SCOPE, client.receive, client.send))
+    await asyncio.sleep(0.02)
+    client.gone.set()
+    with pytest.raises(ClientDisconnected):
+        await waiting
+    assert (ticket.releases, gw.finished("abort")) == (1, 1)
+    assert gw.idle()
