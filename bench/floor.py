@@ -1,8 +1,8 @@
 """The transport floor: the least any Python gateway on this stack can cost.
 
 A raw ASGI app served by the gateway's own uvicorn configuration (`gateway/cli.py`:
-uvicorn's default loop and HTTP implementations, which are uvloop and httptools
-when installed, proxy headers on, uvicorn's access log off), with nothing of the
+its event loop, asyncio's; uvicorn's default HTTP implementation, httptools when
+installed; proxy headers on, uvicorn's access log off), with nothing of the
 gateway: no FastAPI, no pydantic validation, no chat template or tokenizer, no
 detokenizer, no metrics, no middleware.
 
@@ -39,6 +39,8 @@ from typing import Any
 
 import orjson
 import uvicorn
+
+from gateway.cli import EVENT_LOOP
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -273,10 +275,12 @@ async def _answer(
 
 def config(app: FloorApp, host: str, port: int) -> uvicorn.Config:
     """What gateway/cli.py gives uvicorn, less what only the gateway has (its app,
-    its graceful-shutdown margin): the default loop and HTTP implementations, the
-    gateway's default log level, and no uvicorn access log (the gateway logs
+    its graceful-shutdown margin): its event loop, the default HTTP implementation,
+    the gateway's default log level, and no uvicorn access log (the gateway logs
     access from a middleware of its own, which the floor does not have)."""
-    return uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="info", access_log=False, loop=EVENT_LOOP
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

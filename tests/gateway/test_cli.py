@@ -60,3 +60,20 @@ def test_broken_yaml_is_one_message(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert f"config file {config} is not valid YAML" in result.stderr
     assert result.stderr.count("configuration error") == 1
+
+
+def test_the_server_runs_on_asyncios_own_loop() -> None:
+    """uvloop accepts one connection per loop iteration: on a busy gateway a probe's new
+    connection waited seconds in the accept queue (gateway/cli.py)."""
+    built = (
+        "import argparse; from gateway import cli; "
+        "args = argparse.Namespace(config=None, engine='synthetic', host=None, port=None); "
+        "config = cli._server(args).config; config.load(); "
+        "factory = config.get_loop_factory(); print(factory.__module__, factory.__name__)"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("GATEWAY_")}
+    done = subprocess.run(
+        [sys.executable, "-c", built], env=clean, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["asyncio.unix_events", "_UnixSelectorEventLoop"]
