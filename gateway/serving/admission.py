@@ -38,8 +38,9 @@ class Admission:
         self._loop_lag = loop_lag
         self._max_loop_lag = max_loop_lag
 
-    def admit(self, prompt_tokens: int) -> Ticket:
-        """A ticket for a new request, or `Overloaded` (429) past a bound."""
+    def check(self) -> None:
+        """`Overloaded` (429) if a new request would be refused whatever its prompt: checked
+        before any parsing of messages or tokenizing, so that refusing costs little."""
         lag = self._loop_lag
         if lag is not None and self._max_loop_lag is not None and lag.seconds > self._max_loop_lag:
             self._rejected_lag.inc()
@@ -53,6 +54,10 @@ class Admission:
                 f"the server is at its limit of {self._max_requests} concurrent requests",
                 retry_after=self._retry_after,
             )
+
+    def admit(self, prompt_tokens: int) -> Ticket:
+        """A ticket for a new request, or `Overloaded` (429) past a bound."""
+        self.check()  # again: the loop and the count may have moved while the prompt rendered
         # One request alone may exceed the token bound: refusing it forever would be worse.
         if self.queued_tokens and self.queued_tokens + prompt_tokens > self._max_queued_tokens:
             self._rejected_tokens.inc()

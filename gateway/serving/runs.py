@@ -156,6 +156,7 @@ class Runner:
             raise InvalidRequest(
                 f"stop strings must have 1 to {settings.max_stop_chars} characters", param="stop"
             )
+        self.admission.check()  # a saturated server refuses before rendering anything
 
     def start(
         self,

@@ -74,3 +74,31 @@ async def test_burst_gets_only_200_or_429_and_health_stays_fast(
     assert max(latencies) < 2, latencies
     rejected = small_gateway.metric("gateway_admission_rejections_total")
     assert rejected == statuses[429]
+
+
+async def test_a_full_server_refuses_before_rendering_the_prompt(
+    small_gateway: LiveServer,
+) -> None:
+    """Refusing must cost little: a full server answers 429 before the chat template runs
+    (a request whose template kwargs break rendering gets 429, not the template's 400)."""
+    unrenderable = {
+        "model": "SmolLM2-135M-Instruct",
+        "messages": [{"role": "user", "content": "hi"}],
+        "chat_template_kwargs": {"messages": []},  # the template's own variable: a 400
+    }
+    async with httpx.AsyncClient(base_url=small_gateway.url, timeout=30) as client:
+        assert (await client.post("/v1/chat/completions", json=unrenderable)).status_code == 400
+        body = {**unrenderable, "chat_template_kwargs": {}, "max_tokens": 400, "stream": True}
+        holders = [
+            asyncio.create_task(client.post("/v1/chat/completions", json=body))
+            for _ in range(CAPACITY)
+        ]
+        while small_gateway.metric("gateway_num_requests_running") < CAPACITY:
+            await asyncio.sleep(0.01)
+        refused = await client.post("/v1/chat/completions", json=unrenderable)
+        assert refused.status_code == 429
+        assert "concurrent requests" in refused.json()["error"]["message"]
+        for holder in holders:
+            holder.cancel()
+        await asyncio.gather(*holders, return_exceptions=True)
+    small_gateway.wait_idle(10, "the held streams were not aborted")

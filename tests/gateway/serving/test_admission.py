@@ -50,3 +50,14 @@ def test_release_is_idempotent() -> None:
     ticket.release()
     ticket.started()
     assert (gate.in_flight, gate.queued_tokens) == (0, 0)
+
+
+def test_check_refuses_what_admit_would_and_takes_nothing() -> None:
+    gate = admission(max_requests=1)
+    gate.check()
+    ticket = gate.admit(5)
+    with pytest.raises(Overloaded, match="concurrent requests"):
+        gate.check()
+    assert (gate.in_flight, gate.queued_tokens) == (1, 5)
+    ticket.release()
+    gate.check()
