@@ -122,11 +122,7 @@ def measure(
 
         prompts, alone, timed = fresh(concurrency), fresh(200), fresh(200)
         tokens = len(renderer.render_sync(alone[0]))
-        service = []
-        for messages in alone[1:]:
-            began = time.perf_counter()
-            renderer.render_sync(messages)
-            service.append(time.perf_counter() - began)
+        service = _latencies(renderer.render_sync, alone[1:])
         cpu_per_prompt = _cpu_per_call(renderer.render_sync, timed)
         seen_cpu_per_prompt = _cpu_per_call(renderer.render_sync, timed)
         before = _transformers_cpu(model_dir, settings.chat_template, timed, renderer)
@@ -145,6 +141,15 @@ def measure(
         concurrency, tokens, service, burst, burst_seconds, cpu_seconds, others,
         cpu_per_prompt, seen_cpu_per_prompt, before, worker_bursts,
     )  # fmt: skip
+
+
+def _latencies(render: Callable[[Messages], object], prompts: list[Messages]) -> list[float]:
+    latencies = []
+    for messages in prompts:
+        began = time.perf_counter()
+        render(messages)
+        latencies.append(time.perf_counter() - began)
+    return latencies
 
 
 def _cpu_per_call(render: Callable[[Messages], object], prompts: list[Messages]) -> float:

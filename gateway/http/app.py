@@ -32,8 +32,6 @@ from gateway.http.routes import COMPLETION_ROUTES, router
 from gateway.http.security import APIKeyAuth, BodyLimit, api_key_digests
 from gateway.http.state import Services
 from gateway.serving.admission import Admission
-from gateway.serving.chat import ChatCompletions
-from gateway.serving.completions import Completions
 from gateway.serving.lifecycle import Lifecycle
 from gateway.serving.loop_lag import LoopLag
 from gateway.serving.metrics import EngineCollector, Metrics
@@ -104,21 +102,8 @@ def _lifespan(
             await running.start()
             metrics.registry.register(EngineCollector(running.stats, model_name))
             runner = Runner(running, prompts, metrics, settings, model_name, admission, lifecycle)
-            app.state.services = Services(
-                running,
-                ChatCompletions(runner),
-                Completions(runner),
-                prompts,
-                metrics,
-                model_name,
-                lifecycle,
-                settings,
-            )
-            # What start-up built (modules, tokenizer, engine) lives as long as the process:
-            # out of the collector's sight, a full collection stops the loop for about a
-            # millisecond instead of scanning a few hundred thousand objects (over 100 ms).
-            gc.collect()
-            gc.freeze()
+            app.state.services = Services.of(runner)
+            _freeze_startup_objects()
             log.info("serving %s on the %s engine", model_name, running.name)
             yield
         finally:
@@ -127,6 +112,14 @@ def _lifespan(
             await loop_lag.stop()
 
     return lifespan
+
+
+def _freeze_startup_objects() -> None:
+    """What start-up built (modules, tokenizer, engine) lives as long as the process: out
+    of the collector's sight, a full collection stops the loop for about a millisecond
+    instead of scanning a few hundred thousand objects (over 100 ms)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _admission(

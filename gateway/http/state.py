@@ -12,6 +12,7 @@ from gateway.serving.completions import Completions
 from gateway.serving.lifecycle import Lifecycle
 from gateway.serving.metrics import Metrics
 from gateway.serving.prompts import PromptRenderer
+from gateway.serving.runs import Runner
 from gateway.settings import Settings
 
 
@@ -25,6 +26,19 @@ class Services:
     model_name: str
     lifecycle: Lifecycle
     settings: Settings
+
+    @classmethod
+    def of(cls, runner: Runner) -> Services:
+        return cls(
+            runner.engine,
+            ChatCompletions(runner),
+            Completions(runner),
+            runner.prompts,
+            runner.metrics,
+            runner.model_name,
+            runner.lifecycle,
+            runner.settings,
+        )
 
 
 async def services(request: Request) -> Services:
