@@ -145,7 +145,9 @@ class ClosedLoopStream:
                     record = await self.send(sent - 1)
                 except Exception as error:  # the load goes on; errors are counted
                     self._stats.count_error(error)
-                    await asyncio.sleep(0.05)  # no hot loop against a refusing server
+                    # As the OpenAI SDK retries: after Retry-After when the server gives
+                    # one; else a short pause, so that a refusing server gets no hot loop.
+                    await asyncio.sleep(getattr(error, "retry_after", None) or 0.05)
                     continue
                 self._stats.add(record, self.window, finished=True)
         finally:

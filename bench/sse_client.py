@@ -28,6 +28,15 @@ class HTTPError(Exception):
     """A non-200 answer, a broken stream, or an error event inside a stream."""
 
 
+class Refused(HTTPError):
+    """A non-200 answer read to its end: the connection stays usable, as a client's pool
+    keeps it. `retry_after`: its Retry-After header in seconds, if it had one."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(slots=True)
 class StreamRecord:
     """What a client saw of one streamed chat completion (perf_counter seconds)."""
@@ -75,6 +84,10 @@ class Connection:
         self.current = protocol.record
         try:
             record = await done
+        except Refused:
+            if protocol.closed:
+                self._protocol = None
+            raise
         except BaseException:
             self.close()  # a half-read response leaves the connection unusable
             raise
@@ -156,7 +169,8 @@ class _ResponseProtocol(asyncio.Protocol):
         self._remaining = -1 if chunked else int(headers.get("content-length", "0"))
         self._in_head = False
         if self._status != 200:
-            self._events = _ErrorBody(self._status)
+            retry_after = headers.get("retry-after", "")
+            self._events = _ErrorBody(self._status, float(retry_after) if retry_after else None)
         return True
 
     def _parse_sized(self, now: float) -> bool:
@@ -190,7 +204,15 @@ class _ResponseProtocol(asyncio.Protocol):
 
     def _complete(self, now: float) -> None:
         self.record.done = now
-        self._events.finish()
+        try:
+            self._events.finish()
+        except Refused as refused:  # the answer was read whole: the connection goes on
+            done, self._done = self._done, None
+            if not self._keep_alive:
+                self.close()
+            if done is not None and not done.done():
+                done.set_exception(refused)
+            return
         done, self._done = self._done, None
         if not self._keep_alive:
             self.close()
@@ -256,17 +278,18 @@ class _EventParser:
 
 
 class _ErrorBody(_EventParser):
-    """The body of a non-200 answer: collected, then raised as an `HTTPError`."""
+    """The body of a non-200 answer: collected, then raised as `Refused`."""
 
-    __slots__ = ("_body", "_status")
+    __slots__ = ("_body", "_retry_after", "_status")
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, retry_after: float | None) -> None:
         super().__init__(StreamRecord(sent=0.0))
         self._status = status
+        self._retry_after = retry_after
         self._body = b""
 
     def feed(self, data: bytes, now: float) -> None:
         self._body += data
 
     def finish(self) -> None:
-        raise HTTPError(f"HTTP {self._status}: {self._body[:200]!r}")
+        raise Refused(f"HTTP {self._status}: {self._body[:200]!r}", self._retry_after)

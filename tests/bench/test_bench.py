@@ -10,10 +10,12 @@ import statistics
 import time
 from pathlib import Path
 
+import pytest
+
 from bench.load import ClientPool, LoadPlan, WindowStats
 from bench.profile import summarise
 from bench.server import ServerProcess, cpu_seconds, machine_busy_seconds
-from bench.sse_client import Connection
+from bench.sse_client import Connection, Refused
 from bench.sweep import Level, Sweep, SweepConfig
 from bench.sweep_report import sweep_figures
 from bench.workload import CHAT_PATH, chat_bodies, mean_max_tokens
@@ -55,6 +57,38 @@ async def test_client_parses_split_crlf_streams_and_keeps_the_connection() -> No
             assert record.text_chars == len("Hello")
             assert (record.prompt_tokens, record.completion_tokens) == (7, 2)
             assert record.sent <= record.content_times[0] <= record.done
+    finally:
+        connection.close()
+        server.close()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+
+
+async def _refusing_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A 429, then a stream, on one kept-alive connection."""
+    await _read_request(reader)
+    writer.write(b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 2\r\ncontent-length: 2\r\n\r\n{}")
+    await _read_request(reader)
+    body = b"".join(b"%x\r\n%s\r\n" % (len(event), event) for event in _EVENTS) + b"0\r\n\r\n"
+    writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + body)
+    await writer.drain()
+    writer.close()
+
+
+async def test_a_refusal_keeps_the_connection_and_says_when_to_retry() -> None:
+    """As a client's pool would: a whole 429 answer leaves the connection usable."""
+    server = await asyncio.start_server(_refusing_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    connection = Connection("127.0.0.1", port)
+    try:
+        with pytest.raises(Refused, match="HTTP 429") as refused:
+            await connection.stream("/", b"{}")
+        assert refused.value.retry_after == 2.0
+        record = await connection.stream("/", b"{}")  # the same connection: the server
+        assert record.text_chars == len("Hello")  # accepts only one
     finally:
         connection.close()
         server.close()
