@@ -5,22 +5,31 @@ loop (one `call_soon_threadsafe` per step when the engine runs in a thread), and
 the consumer drains everything pending at once: a consumer that fell behind
 gets one `TokenDelta` with several ids instead of a backlog of events.
 
+`events()` is what an engine's `generate` returns: closing it before the engine's
+last word (the consumer left, or found a stop string) calls the channel's
+`on_abandon`, where the engine aborts the request, so no generator of the
+engine's own stands between the channel and the consumer on every token.
+
 Not thread-safe: call every method on the event loop's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 
 from engines.base import Finished, GenerationEvent, TokenDelta, TokenLogprob
 
 
 class TokenChannel:
-    __slots__ = ("_error", "_final", "_logprobs", "_tokens", "_waiter")
+    __slots__ = ("_error", "_final", "_logprobs", "_on_abandon", "_tokens", "_waiter")
 
-    def __init__(self, logprobs: bool = False) -> None:
-        """`logprobs`: the request asked for them, so every `put` brings one per token."""
+    def __init__(
+        self, logprobs: bool = False, on_abandon: Callable[[], None] | None = None
+    ) -> None:
+        """`logprobs`: the request asked for them, so every `put` brings one per token.
+        `on_abandon`: called once if the consumer closes `events()` before the last word."""
+        self._on_abandon = on_abandon
         self._tokens: list[int] = []
         self._logprobs: list[TokenLogprob] | None = [] if logprobs else None
         self._final: Finished | None = None
@@ -49,24 +58,28 @@ class TokenChannel:
             self._wake()
 
     async def events(self) -> AsyncGenerator[GenerationEvent]:
-        while True:
-            if self._tokens:
-                tokens, self._tokens = self._tokens, []
-                logprobs = self._logprobs
-                if logprobs is not None:
-                    self._logprobs = []
-                yield TokenDelta(tokens, logprobs)
-            elif self._error is not None:
-                raise self._error
-            elif self._final is not None:
-                yield self._final
-                return
-            else:
-                self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
+        try:
+            while True:
+                if self._tokens:
+                    tokens, self._tokens = self._tokens, []
+                    logprobs = self._logprobs
+                    if logprobs is not None:
+                        self._logprobs = []
+                    yield TokenDelta(tokens, logprobs)
+                elif self._error is not None:
+                    raise self._error
+                elif self._final is not None:
+                    yield self._final
+                    return
+                else:
+                    self._waiter = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._waiter
+                    finally:
+                        self._waiter = None
+        finally:
+            if not self.closed and self._on_abandon is not None:
+                self._on_abandon()
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -87,7 +87,7 @@ def _logprob(token: int, k: int) -> TokenLogprob:
 @dataclass(slots=True)
 class _Sequence:
     request: GenerationRequest
-    channel: TokenChannel = field(init=False)
+    channel: TokenChannel
     shaping: _Shaping | None = field(init=False)
     submitted: float = field(default_factory=time.perf_counter)
     queue_seconds: float = 0.0
@@ -97,7 +97,6 @@ class _Sequence:
 
     def __post_init__(self) -> None:
         sampling = self.request.sampling
-        self.channel = TokenChannel(logprobs=sampling.logprobs is not None)
         self.shaping = _Shaping(sampling) if _Shaping.needed(sampling) else None
 
     def finish(self, reason: FinishReason) -> None:
@@ -167,7 +166,7 @@ class SyntheticEngine:
             step_seconds=self._step_seconds,
         )
 
-    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
         if not self.healthy():
             raise EngineError(str(self._fatal or "the engine is not running"))
         if request.sampling.constraint is not None:
@@ -175,15 +174,20 @@ class SyntheticEngine:
         self.limits().output_room(len(request.prompt_token_ids))
         self._submitted += 1
         nth = self._settings.fail_every_nth_request
-        sequence = _Sequence(request, fail=bool(nth) and self._submitted % nth == 0)
-        self._waiting[request.request_id] = sequence
+        request_id = request.request_id
+        channel = TokenChannel(
+            logprobs=request.sampling.logprobs is not None,
+            # The consumer went away early: abort, freeing the slot at once.
+            on_abandon=functools.partial(self._abandon, request_id),
+        )
+        sequence = _Sequence(request, channel, fail=bool(nth) and self._submitted % nth == 0)
+        self._waiting[request_id] = sequence
         self._wake.set()
-        try:
-            async for event in sequence.channel.events():
-                yield event
-        finally:  # the consumer went away early: abort, freeing the slot at once
-            self._waiting.pop(request.request_id, None)
-            self._running.pop(request.request_id, None)
+        return sequence.channel.events()
+
+    def _abandon(self, request_id: str) -> None:
+        self._waiting.pop(request_id, None)
+        self._running.pop(request_id, None)
 
     async def _step_loop(self) -> None:
         settings = self._settings

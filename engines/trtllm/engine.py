@@ -76,7 +76,8 @@ class _Live:
     task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        self.channel = TokenChannel(logprobs=self.top_logprobs is not None)
+        # The consumer left: free the batch slot and KV blocks now, not on a poll.
+        self.channel = TokenChannel(self.top_logprobs is not None, on_abandon=self.result.abort)
 
     def step(self, output: Any) -> None:
         completion = output.outputs[0]
@@ -172,15 +173,8 @@ class TrtllmEngine:
     def stats(self) -> EngineStats:
         return self._stats
 
-    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
-        live = self._submit(request)
-        try:
-            async for event in live.channel.events():
-                yield event
-        finally:
-            if not live.channel.closed:
-                # The consumer left: free the batch slot and KV blocks now, not on a poll.
-                live.result.abort()
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
+        return self._submit(request).channel.events()
 
     def _llm_kwargs(self, api: TrtllmApi) -> dict[str, Any]:
         s = self._settings

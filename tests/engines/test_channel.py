@@ -57,3 +57,28 @@ async def test_logprobs_travel_with_their_tokens_when_asked_for() -> None:
         TokenDelta([1, 2], [first, second]),
         DONE,
     ]
+
+
+async def test_a_consumer_that_leaves_early_abandons_the_request_once() -> None:
+    abandoned: list[str] = []
+    channel = TokenChannel(on_abandon=lambda: abandoned.append("abort"))
+    events = channel.events()
+    channel.put([1])
+    assert await anext(events) == TokenDelta([1])
+    await events.aclose()  # a stop string, or the client gone
+    await events.aclose()
+    assert abandoned == ["abort"]
+
+
+@pytest.mark.parametrize("ending", ["finished", "failed"])
+async def test_a_request_the_engine_ended_is_never_abandoned(ending: str) -> None:
+    abandoned: list[str] = []
+    channel = TokenChannel(on_abandon=lambda: abandoned.append("abort"))
+    if ending == "finished":
+        channel.finish(DONE)
+        assert [event async for event in channel.events()] == [DONE]
+    else:
+        channel.fail(EngineError("gone"))
+        with pytest.raises(EngineError):
+            await anext(channel.events())
+    assert abandoned == []
