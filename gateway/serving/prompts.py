@@ -66,6 +66,12 @@ class PromptRenderer:
         )
         self._backend = tokenizer.backend_tokenizer
         self._encoder = TokenEncoder(self._backend)
+        log.info(
+            "token ids of text between special tokens are %s",
+            "remembered"
+            if self._encoder.caches
+            else "not remembered: this tokenizer's pieces depend on their place in the text",
+        )
         self._pipeline = PromptPipeline(
             ChatTemplate(spec.templates, spec.special_tokens), self._encoder
         )
