@@ -13,6 +13,10 @@ EngineSettings = TransformersSettings | SyntheticSettings | TrtllmSettings
 def create_engine(model_dir: Path, settings: EngineSettings) -> Engine:
     """The engine that `settings` configures; heavy imports happen only for that one."""
     match settings:
+        case SyntheticSettings(worker=True) | TransformersSettings(worker=True):
+            from engines.worker import WorkerEngine
+
+            return WorkerEngine(model_dir, settings)
         case SyntheticSettings():
             from engines.synthetic import SyntheticEngine
 

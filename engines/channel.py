@@ -10,6 +10,10 @@ last word (the consumer left, or found a stop string) calls the channel's
 `on_abandon`, where the engine aborts the request, so no generator of the
 engine's own stands between the channel and the consumer on every token.
 
+An engine writes to a `Sink`: a `TokenChannel` when its consumer is in the
+same process, or the engine worker's relay (engines/worker/host.py), which
+batches every request's step into one message to the gateway's process.
+
 Not thread-safe: call every method on the event loop's thread.
 """
 
@@ -17,19 +21,33 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Iterable
+from typing import Protocol
 
 from engines.base import Finished, GenerationEvent, TokenDelta, TokenLogprob
 
 
+class Sink(Protocol):
+    """Where an engine puts one request's output; `finish` or `fail` is its last word."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def put(self, token_ids: Iterable[int], logprobs: Iterable[TokenLogprob] = ()) -> None: ...
+
+    def finish(self, final: Finished) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...
+
+
 class TokenChannel:
-    __slots__ = ("_error", "_final", "_logprobs", "_on_abandon", "_tokens", "_waiter")
+    __slots__ = ("_error", "_final", "_logprobs", "_tokens", "_waiter", "on_abandon")
 
     def __init__(
         self, logprobs: bool = False, on_abandon: Callable[[], None] | None = None
     ) -> None:
         """`logprobs`: the request asked for them, so every `put` brings one per token.
         `on_abandon`: called once if the consumer closes `events()` before the last word."""
-        self._on_abandon = on_abandon
+        self.on_abandon = on_abandon
         self._tokens: list[int] = []
         self._logprobs: list[TokenLogprob] | None = [] if logprobs else None
         self._final: Finished | None = None
@@ -78,8 +96,8 @@ class TokenChannel:
                     finally:
                         self._waiter = None
         finally:
-            if not self.closed and self._on_abandon is not None:
-                self._on_abandon()
+            if not self.closed and self.on_abandon is not None:
+                self.on_abandon()
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -26,6 +26,9 @@ class TransformersSettings(_Section):
     max_batch_size: PositiveInt = 32
     max_seq_len: PositiveInt | None = None  # None: the model's own, capped by the cache
     threads: PositiveInt | None = None  # torch intra-op threads; None: torch's default
+    # The model and its step loop run in a worker process of the gateway's, with an
+    # interpreter lock of their own (engines/worker/). Off: in the gateway's process.
+    worker: bool = True
     # transformers may replace layers with kernels fetched from the Hugging Face Hub
     # (the `kernels` package, on CUDA). Off, loading never reaches for the network,
     # as air-gapped GPU hosts need; on, the kernels must be in the local Hub cache.
@@ -45,6 +48,8 @@ class SyntheticSettings(_Section):
     # engine dies after N generated tokens. 0 turns each off.
     fail_every_nth_request: int = Field(default=0, ge=0)
     fail_engine_after_tokens: int = Field(default=0, ge=0)
+    # In a worker process, as the embedded engine runs: shows what that hand-off costs.
+    worker: bool = False
 
 
 class TrtllmSettings(_Section):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from engines.base import (
@@ -46,7 +46,7 @@ from engines.base import (
     SamplingParams,
     TokenLogprob,
 )
-from engines.channel import TokenChannel
+from engines.channel import Sink, TokenChannel
 from engines.settings import SyntheticSettings
 
 BLOCK_SIZE = 64
@@ -87,7 +87,7 @@ def _logprob(token: int, k: int) -> TokenLogprob:
 @dataclass(slots=True)
 class _Sequence:
     request: GenerationRequest
-    channel: TokenChannel
+    sink: Sink
     shaping: _Shaping | None = field(init=False)
     submitted: float = field(default_factory=time.perf_counter)
     queue_seconds: float = 0.0
@@ -100,7 +100,7 @@ class _Sequence:
         self.shaping = _Shaping(sampling) if _Shaping.needed(sampling) else None
 
     def finish(self, reason: FinishReason) -> None:
-        self.channel.finish(
+        self.sink.finish(
             Finished(
                 reason,
                 prompt_tokens=len(self.request.prompt_token_ids),
@@ -167,6 +167,16 @@ class SyntheticEngine:
         )
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
+        channel = TokenChannel(logprobs=request.sampling.logprobs is not None)
+        # The consumer went away early: abort, freeing the slot at once.
+        channel.on_abandon = self._enqueue(request, channel)
+        return channel.events()
+
+    async def open(self, request: GenerationRequest, sink: Sink) -> Callable[[], None]:
+        """`generate` for the engine worker: output goes to `sink`; returns the abort."""
+        return self._enqueue(request, sink)
+
+    def _enqueue(self, request: GenerationRequest, sink: Sink) -> Callable[[], None]:
         if not self.healthy():
             raise EngineError(str(self._fatal or "the engine is not running"))
         if request.sampling.constraint is not None:
@@ -174,16 +184,10 @@ class SyntheticEngine:
         self.limits().output_room(len(request.prompt_token_ids))
         self._submitted += 1
         nth = self._settings.fail_every_nth_request
-        request_id = request.request_id
-        channel = TokenChannel(
-            logprobs=request.sampling.logprobs is not None,
-            # The consumer went away early: abort, freeing the slot at once.
-            on_abandon=functools.partial(self._abandon, request_id),
-        )
-        sequence = _Sequence(request, channel, fail=bool(nth) and self._submitted % nth == 0)
-        self._waiting[request_id] = sequence
+        sequence = _Sequence(request, sink, fail=bool(nth) and self._submitted % nth == 0)
+        self._waiting[request.request_id] = sequence
         self._wake.set()
-        return sequence.channel.events()
+        return functools.partial(self._abandon, request.request_id)
 
     def _abandon(self, request_id: str) -> None:
         self._waiting.pop(request_id, None)
@@ -239,18 +243,19 @@ class SyntheticEngine:
             sequence.generated += 1
             self._generated += 1
             sampling = request.sampling
+            sink = sequence.sink
             if token in sampling.stop_token_ids:
                 sequence.finish(FinishReason.STOP)
             else:
                 if sampling.logprobs is None:
-                    sequence.channel.put((token,))
+                    sink.put((token,))
                 else:
-                    sequence.channel.put((token,), (_logprob(token, sampling.logprobs),))
+                    sink.put((token,), (_logprob(token, sampling.logprobs),))
                 if sequence.fail:
-                    sequence.channel.fail(EngineError("injected request failure"))
+                    sink.fail(EngineError("injected request failure"))
                 elif sequence.generated >= sampling.max_tokens:
                     sequence.finish(FinishReason.LENGTH)
-            if sequence.channel.closed:
+            if sink.closed:
                 del self._running[request_id]
         limit = settings.fail_engine_after_tokens
         if limit and self._generated >= limit:
@@ -259,6 +264,6 @@ class SyntheticEngine:
     def _die(self, error: EngineError) -> None:
         self._fatal = error
         for sequence in [*self._waiting.values(), *self._running.values()]:
-            sequence.channel.fail(error)
+            sequence.sink.fail(error)
         self._waiting.clear()
         self._running.clear()

@@ -1,5 +1,8 @@
 """transformers' continuous batching on the CPU: the embedded default engine.
 
+It runs in a worker process of its own by default (`engines/worker/`), so that
+its manager thread never shares an interpreter lock with the gateway's loop.
+
 With `device: cuda` the same engine runs on one GPU. The model then loads
 straight onto it, and transformers' continuous batching chooses its own
 attention (flash attention where installed, else paged sdpa, which turns
@@ -9,9 +12,10 @@ transformers' manager thread is the one owner of the model: it schedules, runs
 one forward pass per step and hands each request's cumulative output to its
 `OutputRouter`, which calls our handler on the event loop once per step for the
 whole batch (`deliver_batch`). The handler diffs each request's tokens into its
-`TokenChannel`, with the logprobs our sampler recorded on the manager thread
-(`engines/transformers/sampler.py`); nothing else crosses threads but the
-sampler's per-request state and a few counters read by `stats`.
+sink (a `TokenChannel`, or the engine worker's relay), with the logprobs our
+sampler recorded on the manager thread (`engines/transformers/sampler.py`);
+nothing else crosses threads but the sampler's per-request state and a few
+counters read by `stats`.
 
 Traps in transformers 5.23 this module works around:
 - Left unset, the KV cache is sized from host RAM (about 9 GB); it is always
@@ -27,10 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +50,7 @@ from engines.base import (
     GenerationEvent,
     GenerationRequest,
 )
-from engines.channel import TokenChannel
+from engines.channel import Sink, TokenChannel
 from engines.settings import TransformersSettings
 from engines.transformers.manager import (
     create_manager,
@@ -71,12 +76,12 @@ _SLOTS = 2**31  # sampler slots travel as int32
 class _Live:
     """One request between submission and its last event."""
 
-    channel: TokenChannel
+    sink: Sink
     stop_ids: frozenset[int]
     prompt_tokens: int
     slot: int
     sampler: RequestSampler
-    sent: int = 0  # generated tokens handed to the channel (or dropped: the stop id)
+    sent: int = 0  # generated tokens handed to the sink (or dropped: the stop id)
     prefix: PrefixLookup = field(default_factory=PrefixLookup)
 
 
@@ -212,16 +217,19 @@ class TransformersEngine:
         )
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
+        channel = TokenChannel(logprobs=request.sampling.logprobs is not None)
+        # Still live when the consumer leaves before Finished: aborted in the engine.
+        channel.on_abandon = await self.open(request, channel)
+        async with contextlib.aclosing(channel.events()) as events:
+            async for event in events:
+                yield event
+
+    async def open(self, request: GenerationRequest, sink: Sink) -> Callable[[], None]:
+        """`generate` for the engine worker: output goes to `sink`; returns the abort."""
         max_new_tokens = self._checked_max_new_tokens(request)
         sampler = await self._request_sampler(request)
-        request_id, live = self._submit(request, max_new_tokens, sampler)
-        try:
-            async with contextlib.aclosing(live.channel.events()) as events:
-                async for event in events:
-                    yield event
-        finally:
-            # Still live: the consumer left before Finished (closed us, or was cancelled).
-            self._abort(request_id)
+        request_id = self._submit(request, max_new_tokens, sampler, sink)
+        return functools.partial(self._abort, request_id)
 
     async def _request_sampler(self, request: GenerationRequest) -> RequestSampler:
         constraint = request.sampling.constraint
@@ -231,16 +239,19 @@ class TransformersEngine:
         return RequestSampler(request.sampling, request.prompt_token_ids, self._vocab_size, grammar)
 
     def _submit(
-        self, request: GenerationRequest, max_new_tokens: int, sampler: RequestSampler
-    ) -> tuple[str, _Live]:
+        self,
+        request: GenerationRequest,
+        max_new_tokens: int,
+        sampler: RequestSampler,
+        sink: Sink,
+    ) -> str:
         manager = self._manager
         if manager is None or not self.healthy():
             raise EngineError("the transformers engine is not running")
         request_id = f"{request.request_id}#{next(self._ids)}"  # unique even if callers reuse ids
         sampling = request.sampling
         slot = next(self._slots) % _SLOTS
-        channel = TokenChannel(logprobs=sampling.logprobs is not None)
-        live = _Live(channel, sampling.stop_token_ids, len(request.prompt_token_ids), slot, sampler)
+        live = _Live(sink, sampling.stop_token_ids, len(request.prompt_token_ids), slot, sampler)
         self._live[request_id] = live
         self._sampler.requests[slot] = sampler
         manager.register_result_handler(request_id, self._on_output)
@@ -260,7 +271,7 @@ class TransformersEngine:
         if added is None:
             self._abort(request_id)
             raise EngineError("the transformers engine is not accepting requests")
-        return request_id, live
+        return request_id
 
     def _checked_max_new_tokens(self, request: GenerationRequest) -> int:
         limits = self.limits()
@@ -288,7 +299,7 @@ class TransformersEngine:
         error = output.error or live.sampler.error
         if error is not None:
             self._forget(request_id)
-            live.channel.fail(EngineError(f"generation failed: {error}"))
+            live.sink.fail(EngineError(f"generation failed: {error}"))
             if not finished:
                 self._cancel(request_id)
             return
@@ -308,7 +319,7 @@ class TransformersEngine:
             # The sampler recorded a logprob per token before the manager saw it.
             sampler = live.sampler
             logprobs = sampler.logprobs[live.sent : end] if sampler.logprobs_k is not None else ()
-            live.channel.put(tokens[live.sent : end], logprobs)
+            live.sink.put(tokens[live.sent : end], logprobs)
             live.sent = end
 
     def _end(
@@ -321,7 +332,7 @@ class TransformersEngine:
         live = self._forget(request_id)
         if live is None:
             return
-        live.channel.finish(
+        live.sink.finish(
             Finished(
                 reason=reason,
                 prompt_tokens=live.prompt_tokens,
@@ -370,7 +381,7 @@ class TransformersEngine:
         for request_id in list(self._live):
             live = self._forget(request_id)
             if live is not None:
-                live.channel.fail(error)
+                live.sink.fail(error)
 
 
 def _outcome(

@@ -130,9 +130,7 @@ class TrtllmEngine:
     async def start(self) -> None:
         api = load_api(on_engine=self._settings.engine_dir is not None)
         kwargs = api.llm_kwargs(self._llm_kwargs(api))
-        # The library reads this once per process (functools.cache): before the first LLM.
-        single = "1" if self._settings.single_process else "0"
-        os.environ["TLLM_WORKER_USE_SINGLE_PROCESS"] = single
+        self._choose_worker_process()
         model = self._settings.engine_dir or self._model_dir
         support = self._find_support(api, kwargs)
         try:
@@ -208,6 +206,20 @@ class TrtllmEngine:
             # The TensorRT backend always collects iteration stats; PyTorch only if asked.
             wanted["enable_iter_perf_stats"] = s.iteration_stats
         return {key: value for key, value in wanted.items() if value is not None}
+
+    def _choose_worker_process(self) -> None:
+        """Set before the first LLM: the library reads it once per process (functools.cache).
+
+        An operator's own `TLLM_WORKER_USE_SINGLE_PROCESS` wins over `single_process`.
+        """
+        ours = "1" if self._settings.single_process else "0"
+        theirs = os.environ.setdefault("TLLM_WORKER_USE_SINGLE_PROCESS", ours)
+        if theirs != ours:
+            log.warning(
+                "TLLM_WORKER_USE_SINGLE_PROCESS=%s is set: it wins over trtllm.single_process=%s",
+                theirs,
+                self._settings.single_process,
+            )
 
     def _find_support(self, api: TrtllmApi, kwargs: Mapping[str, Any]) -> Support:
         refused = refusals(

@@ -310,9 +310,19 @@ async def test_a_checkpoint_without_a_context_length_needs_max_seq_len(tmp_path:
 async def test_the_worker_process_choice_is_set_before_loading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, single: bool, env: str
 ) -> None:
-    monkeypatch.setenv("TLLM_WORKER_USE_SINGLE_PROCESS", "unset")
+    monkeypatch.setenv("TLLM_WORKER_USE_SINGLE_PROCESS", "")  # restored after the test
+    monkeypatch.delenv("TLLM_WORKER_USE_SINGLE_PROCESS")
     async with running(checkpoint(tmp_path), TrtllmSettings(single_process=single)):
         assert os.environ["TLLM_WORKER_USE_SINGLE_PROCESS"] == env
+
+
+async def test_an_operators_own_worker_process_choice_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TLLM_WORKER_USE_SINGLE_PROCESS", "1")
+    async with running(checkpoint(tmp_path), TrtllmSettings(single_process=False)):
+        assert os.environ["TLLM_WORKER_USE_SINGLE_PROCESS"] == "1"
+    assert "TLLM_WORKER_USE_SINGLE_PROCESS=1 is set: it wins" in caplog.text
 
 
 # Stats
