@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--client-procs", type=int, default=4)
     parser.add_argument("--prompts", type=int, default=1024, help="distinct prompts, cycled")
     parser.add_argument("--recheck", action="store_true", help="the engine again at the end")
+    parser.add_argument(
+        "--inline", action="store_true", help="the gateway again, the engine in its process"
+    )
     parser.add_argument("--deadline", type=float, default=500.0, help="seconds for everything")
     return parser
 
@@ -108,25 +111,46 @@ def _measure(
     workload: Workload,
     concurrencies: list[int],
     results: dict[str, Any],
-) -> tuple[list[Window], list[Window], list[Window]]:
-    """The engine's windows, the gateway's, and the engine's again (`--recheck`)."""
+) -> tuple[list[Window], list[Window], list[Window], list[Window]]:
+    """The engine's windows, the gateway's, the engine's again (`--recheck`) and the
+    gateway's with the engine in the gateway's process, as before it had a worker (`--inline`)."""
     timing = Timing(args.warmup, args.window, args.deadline)
     engine, load_s = asyncio.run(run_engine(model_dir, settings, workload, concurrencies, timing))
     results["engine_load_s"] = round(load_s, 1)
-    gateway: list[Window] = []
-    try:
-        gateway, load_s = run_gateway(
-            model_dir, settings, workload, concurrencies, timing, args.client_procs, args.out
-        )
-        results["gateway_load_s"] = round(load_s, 1)
-    except Exception as failure:  # the engine's figures are still worth printing
-        results["errors"].append(f"gateway: {failure!r}")
-        log(f"gateway failed: {failure!r}")
+    gateway = _gateway(args, model_dir, settings, workload, concurrencies, timing, results)
     recheck: list[Window] = []
     if args.recheck and timing.room_for(40):
         # The same engine windows once more: how far the machine drifted meanwhile.
         recheck, _ = asyncio.run(run_engine(model_dir, settings, workload, concurrencies, timing))
-    return engine, gateway, recheck
+    inline: list[Window] = []
+    if args.inline and timing.room_for(40):
+        inline_settings = settings.model_copy(update={"worker": False})
+        inline = _gateway(
+            args, model_dir, inline_settings, workload, concurrencies, timing, results
+        )
+    return engine, gateway, recheck, inline
+
+
+def _gateway(
+    args: argparse.Namespace,
+    model_dir: Path,
+    settings: Any,
+    workload: Workload,
+    concurrencies: list[int],
+    timing: Timing,
+    results: dict[str, Any],
+) -> list[Window]:
+    where = "worker" if settings.worker else "inline"
+    try:
+        windows, load_s = run_gateway(
+            model_dir, settings, workload, concurrencies, timing, args.client_procs, args.out
+        )
+    except Exception as failure:  # the engine's figures are still worth printing
+        results["errors"].append(f"gateway ({where}): {failure!r}")
+        log(f"gateway ({where}) failed: {failure!r}")
+        return []
+    results[f"gateway_{where}_load_s"] = round(load_s, 1)
+    return windows
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def run_gateway(
 ) -> tuple[list[Window], float]:
     """Starts the gateway, measures one window per concurrency, stops it; and its load time.
 
-    The gateway's output goes to `out/gateway.log`.
+    The gateway's output goes to `out/gateway.log` (`gateway-inline.log` with the engine in
+    the gateway's process).
     """
     server = gateway("transformers", _environment(model_dir, settings))
     bodies = workload.chat_bodies(SERVED_NAME)
@@ -57,7 +58,8 @@ def run_gateway(
     finally:
         server.stop(keep_log=True)
         if server.log_path and Path(server.log_path).exists():
-            shutil.move(server.log_path, out / "gateway.log")
+            name = "gateway.log" if settings.worker else "gateway-inline.log"
+            shutil.move(server.log_path, out / name)
         log("gateway stopped")
     return windows, load_s
 

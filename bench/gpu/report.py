@@ -12,11 +12,11 @@ from bench.report import table
 
 _HEADERS = [
     "streams", "engine tok/s", "gateway tok/s", "ratio", "engine TTFT p50 ms",
-    "gateway TTFT p50 ms", "finish reasons (gateway)",
+    "gateway TTFT p50 ms", "finish reasons (gateway)", "engine inline: gateway tok/s", "ratio",
 ]  # fmt: skip
 _COLUMNS = [  # the rows' keys under those headers
     "streams", "engine_tok_s", "gateway_tok_s", "ratio", "engine_ttft_p50_ms",
-    "gateway_ttft_p50_ms", "gateway_finish_reasons",
+    "gateway_ttft_p50_ms", "gateway_finish_reasons", "inline_tok_s", "inline_ratio",
 ]  # fmt: skip
 
 
@@ -43,17 +43,19 @@ def environment(device: str) -> dict[str, Any]:
     return env
 
 
-def rows(
-    concurrencies: list[int], engine: list[Window], gateway: list[Window], recheck: list[Window]
-) -> list[dict[str, Any]]:
-    """One row per concurrency; a path skipped there (no time left, a failure) leaves None."""
+def rows(concurrencies: list[int], *paths: list[Window]) -> list[dict[str, Any]]:
+    """One row per concurrency; a path skipped there (no time left, a failure) leaves None.
+
+    `paths`: the engine's windows, the gateway's, the engine's again (`--recheck`) and
+    the gateway's with the engine in its own process (`--inline`)."""
     return [
-        _row(streams, *(_find(windows, streams) for windows in (engine, gateway, recheck)))
-        for streams in concurrencies
+        _row(streams, *(_find(windows, streams) for windows in paths)) for streams in concurrencies
     ]
 
 
-def _row(streams: int, e: Window | None, g: Window | None, e2: Window | None) -> dict[str, Any]:
+def _row(
+    streams: int, e: Window | None, g: Window | None, e2: Window | None, i: Window | None
+) -> dict[str, Any]:
     return {
         "streams": streams,
         "engine_tok_s": round(e.tok_per_s, 1) if e else None,
@@ -66,6 +68,9 @@ def _row(streams: int, e: Window | None, g: Window | None, e2: Window | None) ->
         "gateway": g.summary() if g else None,
         "engine_recheck_tok_s": round(e2.tok_per_s, 1) if e2 else None,
         "engine_recheck": e2.summary() if e2 else None,
+        "inline_tok_s": round(i.tok_per_s, 1) if i else None,
+        "inline_ratio": round(i.tok_per_s / e.tok_per_s, 3) if e and i and e.stats.tokens else None,
+        "inline": i.summary() if i else None,
     }
 
 
@@ -85,13 +90,13 @@ def render(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         table(_HEADERS, [[_cell(r[key]) for key in _COLUMNS] for r in rows]),
     ]
     for r in rows:
-        for path in ("engine", "gateway", "engine_recheck"):
+        for path in ("engine", "gateway", "engine_recheck", "inline"):
             if r[path]:
                 cpu = r[path]["extra"].get("cpu", {})
                 lines.append(
                     f"n={r['streams']} {path}: {r[path]['tok_per_s']} tok/s, process "
-                    f"{cpu.get('process_cores')} cores, busiest threads "
-                    f"{cpu.get('busiest_threads')}"
+                    f"{cpu.get('process_cores')} cores, worker {cpu.get('worker_cores')} "
+                    f"cores, busiest threads {cpu.get('busiest_threads')}"
                 )
     lines.extend(f"ERROR: {message}" for message in results["errors"])
     return "\n".join(lines)
@@ -107,6 +112,10 @@ def final(results: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]
         "ratio": {str(r["streams"]): r["ratio"] for r in rows},
         "engine_tok_s": {str(r["streams"]): r["engine_tok_s"] for r in rows},
         "gateway_tok_s": {str(r["streams"]): r["gateway_tok_s"] for r in rows},
+        "ttft_p50_ms": {
+            str(r["streams"]): [r["engine_ttft_p50_ms"], r["gateway_ttft_p50_ms"]] for r in rows
+        },
+        "inline_ratio": {str(r["streams"]): r["inline_ratio"] for r in rows},
         "gpu": results["env"].get("gpu"),
         "elapsed_s": results["elapsed_s"],
     }

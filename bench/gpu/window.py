@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.gpu import elapsed
@@ -80,20 +81,34 @@ class Window:
 
 
 def window_cpu(pid: int, begin: float, end: float) -> dict[str, Any]:
-    """Sleeps through [begin, end) (perf_counter); the cores `pid` and its busiest threads used."""
+    """Sleeps through [begin, end) (perf_counter); the cores `pid`, its children (the engine
+    worker) and their busiest threads used."""
     _sleep_until(begin)
-    before, began = thread_cpu_seconds(pid), time.perf_counter()
+    pids = [pid, *_children(pid)]
+    before, began = [thread_cpu_seconds(p) for p in pids], time.perf_counter()
     _sleep_until(end)
-    after, seconds = thread_cpu_seconds(pid), time.perf_counter() - began
-    used = []
-    for tid, (name, total) in after.items():
-        spent = total - before.get(tid, (name, 0.0))[1]
-        used.append((spent / seconds, f"main:{name}" if tid == pid else name))  # main: the loop
+    after, seconds = [thread_cpu_seconds(p) for p in pids], time.perf_counter() - began
+    used: list[tuple[float, str, bool]] = []
+    for process, was, now in zip(pids, before, after, strict=True):
+        for tid, (name, total) in now.items():
+            label = f"main:{name}" if tid == process else name  # main: the event loop
+            cores = (total - was.get(tid, (name, 0.0))[1]) / seconds
+            used.append((cores, label if process == pid else f"worker:{label}", process == pid))
     used.sort(reverse=True)
     return {
-        "process_cores": round(sum(cores for cores, _ in used), 2),
-        "busiest_threads": [[label, round(cores, 2)] for cores, label in used[:4]],
+        "process_cores": round(sum(cores for cores, _, ours in used if ours), 2),
+        "worker_cores": round(sum(cores for cores, _, ours in used if not ours), 2),
+        "busiest_threads": [[label, round(cores, 2)] for cores, label, _ in used[:4]],
     }
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except OSError:
+        return []
 
 
 def _sleep_until(moment: float) -> None:
