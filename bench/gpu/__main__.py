@@ -16,7 +16,7 @@ from typing import Any
 from bench.gpu import elapsed, log, report
 from bench.gpu.engine_run import run_engine
 from bench.gpu.gateway_run import run_gateway
-from bench.gpu.model import SHAPES, build_model
+from bench.gpu.model import SHAPES, build_model, describe_model
 from bench.gpu.window import Timing, Window
 from bench.gpu.workload import Workload, make_workload
 
@@ -28,8 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(args)
     results = _head(args, settings, concurrencies)
     log(f"ENV {json.dumps(results['env'])}")
-    model_dir = args.work / "model"
-    results["model"] = build_model(args.tokenizer_dir, model_dir, args.shape, args.device)
+    if args.model_dir is not None:
+        model_dir = args.model_dir
+        results["model"] = describe_model(model_dir)
+    else:
+        model_dir = args.work / "model"
+        results["model"] = build_model(args.tokenizer_dir, model_dir, args.shape, args.device)
     workload = make_workload(
         model_dir, args.prompts, args.prompt_len, args.max_tokens, max(concurrencies), seed=1
     )
@@ -52,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", type=Path, default=Path("/tmp/gpu_embedded"))
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "."))
     parser.add_argument("--shape", choices=sorted(SHAPES), default="1b")
+    parser.add_argument(
+        "--model-dir", type=Path, help="serve this model directory instead of building --shape"
+    )
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
     parser.add_argument("--streams", default="64,256", help="comma-separated concurrencies")
@@ -68,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--recheck", action="store_true", help="the engine again at the end")
     parser.add_argument(
         "--inline", action="store_true", help="the gateway again, the engine in its process"
+    )
+    parser.add_argument(
+        "--gateway-first", action="store_true", help="the gateway before the engine, not after"
     )
     parser.add_argument("--deadline", type=float, default=500.0, help="seconds for everything")
     return parser
@@ -115,9 +125,12 @@ def _measure(
     """The engine's windows, the gateway's, the engine's again (`--recheck`) and the
     gateway's with the engine in the gateway's process, as before it had a worker (`--inline`)."""
     timing = Timing(args.warmup, args.window, args.deadline)
+    if args.gateway_first:  # which comes first gets the machine as it was after the build
+        gateway = _gateway(args, model_dir, settings, workload, concurrencies, timing, results)
     engine, load_s = asyncio.run(run_engine(model_dir, settings, workload, concurrencies, timing))
     results["engine_load_s"] = round(load_s, 1)
-    gateway = _gateway(args, model_dir, settings, workload, concurrencies, timing, results)
+    if not args.gateway_first:
+        gateway = _gateway(args, model_dir, settings, workload, concurrencies, timing, results)
     recheck: list[Window] = []
     if args.recheck and timing.room_for(40):
         # The same engine windows once more: how far the machine drifted meanwhile.

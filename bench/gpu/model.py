@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -92,3 +93,23 @@ def _config(tokenizer_dir: Path, shape: str) -> Any:
         pad_token_id=generation.get("pad_token_id"),
         **shape_kwargs,
     )
+
+
+def describe_model(model_dir: Path) -> dict[str, Any]:
+    """What the report says of a model given as a directory (`--model-dir`), not built."""
+    from safetensors import safe_open
+
+    config = json.loads((model_dir / "config.json").read_text())
+    params = 0
+    for shard in model_dir.glob("*.safetensors"):
+        with safe_open(shard, "np") as tensors:
+            params += sum(math.prod(tensors.get_slice(name).get_shape()) for name in tensors.keys())  # noqa: SIM118 (not a dict)
+    info = {
+        "shape": model_dir.name,
+        "vocab_size": config["vocab_size"],
+        "params_b": round(params / 1e9, 3),
+        "dtype": config.get("torch_dtype") or config.get("dtype"),
+        "eos_token_id": config.get("eos_token_id"),
+    }
+    log(f"model: {info} <- {model_dir}")
+    return info

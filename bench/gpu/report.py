@@ -81,10 +81,11 @@ def _find(windows: list[Window], streams: int) -> Window | None:
 def render(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The header line, the table, each window's CPU and the errors."""
     env, model, work = results["env"], results["model"], results["workload"]
+    dtype = results["settings"]["dtype"]
     lines = [
         f"{env.get('gpu', results['settings']['device'])} | torch {env['torch']} | "
         f"transformers {env['transformers']} | model {model['shape']} "
-        f"({model['params_b']} B params, vocab {model['vocab_size']}, bf16) | "
+        f"({model['params_b']} B params, vocab {model['vocab_size']}, {dtype}) | "
         f"prompt {work['prompt_tokens']['mean']} tok, {work['max_tokens']} new, greedy | "
         f"window {work['window_s']:.0f} s after {work['warmup_s']:.0f} s",
         table(_HEADERS, [[_cell(r[key]) for key in _COLUMNS] for r in rows]),
