@@ -92,14 +92,19 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model_dir = await asyncio.to_thread(resolve_model_dir, settings.model, settings.cache_dir)
-        workers = settings.render_workers
-        prompts = await asyncio.to_thread(
-            PromptRenderer, model_dir, settings.chat_template, render_workers=workers
-        )
         running = engine or create_engine(model_dir, settings.engine_settings)
         loop_lag.start()
+        # The engine loads (in its worker, as a rule) while the tokenizer does.
+        starting = asyncio.create_task(running.start())
+        prompts: PromptRenderer | None = None
         try:
-            await running.start()
+            prompts = await asyncio.to_thread(
+                PromptRenderer,
+                model_dir,
+                settings.chat_template,
+                render_workers=settings.render_workers,
+            )
+            await starting
             metrics.registry.register(EngineCollector(running.stats, model_name))
             runner = Runner(running, prompts, metrics, settings, model_name, admission, lifecycle)
             app.state.services = Services.of(runner)
@@ -107,8 +112,11 @@ def _lifespan(
             log.info("serving %s on the %s engine", model_name, running.name)
             yield
         finally:
+            starting.cancel()  # the tokenizer failed to load: the engine stops loading
+            await asyncio.gather(starting, return_exceptions=True)
             await running.close()
-            prompts.close()
+            if prompts is not None:
+                prompts.close()
             await loop_lag.stop()
 
     return lifespan
