@@ -27,7 +27,6 @@ import subprocess
 import sys
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any
 
 from engines.base import (
     EngineError,
@@ -53,7 +52,7 @@ log = logging.getLogger(__name__)
 SILENCE_LIMIT_SECONDS = 5.0  # ten heartbeats missed
 _STOP_TIMEOUT_SECONDS = 30.0
 
-Step = tuple[
+Step = tuple[  # a "step" message's items (engines/worker/wire.py)
     list[tuple[int, list[int], list[TokenLogprob] | None]],
     list[tuple[int, Finished]],
     list[tuple[int, EncodedError]],
@@ -192,14 +191,14 @@ class WorkerEngine:
                 self._heard_at = loop.time()
                 match message:
                     case ("step", *step):
-                        self._on_step(*step)
+                        self._on_step(tuple(step))
                     case ("stats", EngineStats() as stats, bool(healthy)):
                         self._stats, self._engine_healthy = stats, healthy
         except (asyncio.IncompleteReadError, ConnectionError):
             if not self._closed:
                 self._die(f"the engine worker exited ({await self._exit_status()})")
 
-    def _on_step(self, *step: Any) -> None:
+    def _on_step(self, step: Step) -> None:
         tokens, finishes, failures, healthy, stats = step
         self._engine_healthy = healthy  # before the failures, which it explains
         if stats is not None:

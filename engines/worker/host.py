@@ -55,7 +55,7 @@ class _Outbox:
         self.tokens: list[tuple[int, list[int], list[TokenLogprob] | None]] = []
         self.finishes: list[tuple[int, Finished]] = []
         self.failures: list[tuple[int, EncodedError]] = []
-        self.aborts: dict[int, Callable[[], None]] = {}  # requests the engine runs
+        self.relays: dict[int, _Relay] = {}  # the requests not yet ended
         self._engine = engine
         self._writer = writer
         self._scheduled = False
@@ -76,6 +76,10 @@ class _Outbox:
         write_message(self._writer, ("step", *step))
         self.tokens, self.finishes, self.failures = [], [], []
 
+    def fail_all(self, error: BaseException) -> None:
+        for relay in list(self.relays.values()):
+            relay.fail(error)
+
     def send_stats(self) -> None:
         write_message(self._writer, ("stats", self._engine.stats(), self._engine.healthy()))
 
@@ -83,12 +87,14 @@ class _Outbox:
 class _Relay:
     """One request's sink: its output joins the outbox's next message."""
 
-    __slots__ = ("_handle", "_outbox", "closed")
+    __slots__ = ("_handle", "_outbox", "abort", "closed")
 
     def __init__(self, handle: int, outbox: _Outbox) -> None:
         self._handle = handle
         self._outbox = outbox
         self.closed = False
+        self.abort: Callable[[], None] | None = None  # the engine's, once it has the request
+        outbox.relays[handle] = self
 
     def put(self, token_ids: Iterable[int], logprobs: Iterable[TokenLogprob] = ()) -> None:
         self._outbox.tokens.append((self._handle, list(token_ids), list(logprobs) or None))
@@ -106,7 +112,7 @@ class _Relay:
         if self.closed:
             return False
         self.closed = True
-        self._outbox.aborts.pop(self._handle, None)
+        self._outbox.relays.pop(self._handle, None)
         self._outbox.schedule()
         return True
 
@@ -135,6 +141,9 @@ class _Host:
                         raise EngineError(f"unknown message from the gateway: {message!r}")
         except (asyncio.IncompleteReadError, ConnectionError):
             log.warning("the gateway went away: closing the engine")
+        except Exception as error:  # a bug here: the requests learn why before the exit
+            self._outbox.fail_all(EngineError(f"the engine worker failed: {error}"))
+            raise
         finally:
             heartbeat.cancel()
             for task in self._opening.values():
@@ -143,22 +152,19 @@ class _Host:
     async def _open(self, handle: int, request: GenerationRequest) -> None:
         relay = _Relay(handle, self._outbox)
         try:
-            abort = await self._engine.open(request, relay)
+            relay.abort = await self._engine.open(request, relay)
         except Exception as error:  # the gateway decides what each error means
             relay.fail(error)
-            return
         finally:
             self._opening.pop(handle, None)
-        if not relay.closed:
-            self._outbox.aborts[handle] = abort
 
     def _abort(self, handle: int) -> None:
         opening = self._opening.pop(handle, None)
         if opening is not None:
             opening.cancel()
-        abort = self._outbox.aborts.pop(handle, None)
-        if abort is not None:
-            abort()
+        relay = self._outbox.relays.pop(handle, None)
+        if relay is not None and relay.abort is not None:
+            relay.abort()
 
     async def _beat(self) -> None:
         while True:

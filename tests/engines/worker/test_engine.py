@@ -28,6 +28,7 @@ from engines.base import (
 from engines.settings import SyntheticSettings, TransformersSettings
 from engines.synthetic import SyntheticEngine
 from engines.worker import WorkerEngine
+from engines.worker.wire import write_message
 
 FAST = SyntheticSettings(token_seconds=0.002, worker=True)
 
@@ -172,6 +173,18 @@ async def test_a_killed_worker_fails_every_open_request_and_the_engine(
     assert not engine.healthy()
     with pytest.raises(EngineError, match="killed by SIGKILL"):
         engine.generate(request())
+
+
+async def test_a_worker_that_crashes_fails_every_open_request_with_its_exit(
+    engine: WorkerEngine,
+) -> None:
+    run = asyncio.ensure_future(collect(engine, request(max_tokens=100_000)))
+    await eventually(lambda: engine.stats().running == 1)
+    assert engine._writer is not None
+    write_message(engine._writer, ("no such message",))  # the worker raises on it
+    with pytest.raises(EngineError, match="the engine worker failed: unknown message"):
+        await run
+    await eventually(lambda: not engine.healthy())  # once it has exited
 
 
 async def test_a_worker_that_stops_answering_is_killed_within_the_silence_limit() -> None:

@@ -61,7 +61,6 @@ async def test_one_step_of_many_requests_leaves_as_one_message() -> None:
 async def test_a_requests_last_word_follows_its_tokens_with_fresh_stats() -> None:
     box, sent, _ = outbox()
     done, failed = _Relay(0, box), _Relay(1, box)
-    box.aborts.update({0: lambda: None, 1: lambda: None})
     logprob = TokenLogprob(-0.5, ((4, -0.5),))
     done.put((4,), (logprob,))
     done.finish(DONE)
@@ -74,8 +73,21 @@ async def test_a_requests_last_word_follows_its_tokens_with_fresh_stats() -> Non
         (1, "the prompt has 600 tokens; the engine takes at most 511")
     ]
     assert stats == EngineStats(running=1)
-    assert box.aborts == {}  # ended requests cannot be aborted any more
+    assert box.relays == {}  # ended requests cannot be aborted any more
     assert done.closed and failed.closed
+
+
+async def test_failing_all_ends_every_open_request_once() -> None:
+    box, sent, _ = outbox()
+    relays = [_Relay(handle, box) for handle in range(2)]
+    relays[0].finish(DONE)
+    box.fail_all(RuntimeError("bug"))
+    await asyncio.sleep(0)
+    ((_, _, finishes, failures, _, _),) = sent.messages
+    assert finishes == [(0, DONE)]
+    assert [(handle, str(decode_error(error))) for handle, error in failures] == [
+        (1, "RuntimeError: bug")
+    ]
 
 
 async def test_nothing_pending_sends_nothing() -> None:
