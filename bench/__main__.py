@@ -3,6 +3,7 @@
     python -m bench                               the synthetic sweep + preprocessing
     python -m bench --levels 1,64 --seconds 5     a shorter sweep
     python -m bench --no-floor                    the gateway alone, without the transport floor
+    python -m bench --no-worker                   without the gateway's engine-worker variant
     python -m bench --profile 1024 --profile-out /tmp/gw.txt   py-spy during one level
     python -m bench --compare-transformers-serve  gateway vs `transformers serve`, 16 streams
 
@@ -46,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-floor", action="store_true", help="skip the transport floor (bench/floor.py)"
     )
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="skip the gateway with its engine in a worker process (GATEWAY_SYNTHETIC__WORKER)",
+    )
     parser.add_argument("--profile", type=int, metavar="STREAMS", help="py-spy this level")
     parser.add_argument("--profile-out", type=Path, default=Path("gateway-profile.txt"))
     return parser
@@ -62,23 +68,10 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
         request_cost_streams=args.request_cost_streams,
         profile_level=args.profile,
         profile_out=args.profile_out if args.profile else None,
+        worker=not args.no_worker,
         floor=not args.no_floor,
     )
-    print(
-        f"synthetic engine: token_seconds={config.token_seconds}, prefill_seconds="
-        f"{config.prefill_seconds}; {config.prompt_words}-word prompts, max_tokens "
-        f"{config.output_tokens // 2}..{config.output_tokens * 3 // 2}; {config.clients} load "
-        f"processes; {config.seconds:.0f} s measured per level after a ramp "
-        f"({config.ramp_rate:.0f} streams/s) and a warm-up",
-        flush=True,
-    )
-    print(
-        "transport floor (bench/floor.py): each level runs against the gateway, then at once "
-        "against the floor, with the same client processes and workload"
-        if config.floor
-        else "transport floor: skipped (--no-floor)",
-        flush=True,
-    )
+    _describe(config)
     result = sweep.run_sweep(config)
     print(sweep_report.render_sweep(result))
     figures: dict[str, Any] = {**_sweep_settings(config), **sweep_report.sweep_figures(result)}
@@ -88,6 +81,31 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_preprocess:
         figures.update(_preprocess(args.preprocess_concurrency))
     return figures
+
+
+def _describe(config: sweep.SweepConfig) -> None:
+    print(
+        f"synthetic engine: token_seconds={config.token_seconds}, prefill_seconds="
+        f"{config.prefill_seconds}; {config.prompt_words}-word prompts, max_tokens "
+        f"{config.output_tokens // 2}..{config.output_tokens * 3 // 2}; {config.clients} load "
+        f"processes; {config.seconds:.0f} s measured per level after a ramp "
+        f"({config.ramp_rate:.0f} streams/s) and a warm-up",
+        flush=True,
+    )
+    print(
+        "engine worker: each level runs against the gateway (engine in its process), then at "
+        "once against the gateway with its engine in a worker process, same clients and workload"
+        if config.worker
+        else "engine worker: skipped (--no-worker)",
+        flush=True,
+    )
+    print(
+        "transport floor (bench/floor.py): each level runs against the gateway(s), then at once "
+        "against the floor, with the same client processes and workload"
+        if config.floor
+        else "transport floor: skipped (--no-floor)",
+        flush=True,
+    )
 
 
 def _sweep_settings(config: sweep.SweepConfig) -> dict[str, Any]:

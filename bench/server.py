@@ -2,7 +2,8 @@
 
 The server runs in its own process so that its CPU time is the kernel's own
 account (`utime + stime` of every thread, from /proc/<pid>/stat), not an
-estimate, and so that the load generators cannot borrow its interpreter.
+estimate, and so that the load generators cannot borrow its interpreter. The
+processes it starts (the engine worker) are read the same way, apart.
 """
 
 from __future__ import annotations
@@ -35,6 +36,25 @@ def free_port() -> int:
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU of every thread of `pid` so far (clock-tick resolution)."""
     return _stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+
+
+def children_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU so far of each child process of `pid` (the engine worker), read as `cpu_seconds`
+    reads `pid`'s: {child pid: seconds}. Children that ended meanwhile are left out."""
+    children: dict[int, float] = {}
+    # The kernel lists a child under the thread that started it, which need not be the
+    # main thread: every thread's list is read.
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            pids = [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+        for child in pids:
+            try:
+                children[child] = cpu_seconds(child)
+            except OSError:  # the child ended meanwhile
+                continue
+    return children
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
@@ -108,7 +128,11 @@ class ServerProcess:
         raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}")
 
     def cpu_seconds(self) -> float:
+        """The server process's own CPU so far, its children's apart (`children_cpu_seconds`)."""
         return cpu_seconds(self.pid)
+
+    def children_cpu_seconds(self) -> dict[int, float]:
+        return children_cpu_seconds(self.pid)
 
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, str]:
         try:
@@ -164,14 +188,15 @@ def wait_idle(server: ServerProcess, timeout: float = 60.0) -> None:
     raise TimeoutError(f"{server.name} still has requests running {timeout:.0f} s after the load")
 
 
-def gateway(engine: str, env: Mapping[str, str] | None = None) -> ServerProcess:
-    """`trtllm-gateway serve` on a free loopback port, exactly as an operator starts it."""
+def gateway(engine: str, env: Mapping[str, str] | None = None, name: str = "") -> ServerProcess:
+    """`trtllm-gateway serve` on a free loopback port, exactly as an operator starts it;
+    `name` (default: gateway-<engine>) tells its log and its failures apart."""
     port = free_port()
     script = shutil.which("trtllm-gateway", path=str(Path(sys.executable).parent))
     fallback = [sys.executable, "-c", "from gateway.cli import main; main()"]
     launcher = [script] if script else fallback
     command = [*launcher, "serve", "--engine", engine, "--host", "127.0.0.1", "--port", str(port)]
-    return ServerProcess(f"gateway-{engine}", command, port, env, ready_path="/ready")
+    return ServerProcess(name or f"gateway-{engine}", command, port, env, ready_path="/ready")
 
 
 def floor(token_seconds: float, prefill_seconds: float = 0.0) -> ServerProcess:

@@ -12,9 +12,14 @@ Figures per level, all from one window of one run:
   emitted tok/s     the gateway's own count (`gateway_generation_tokens_total`)
   TTFT, ITL         client-side, and "added": minus the engine's step time(s)
   gateway CPU       utime+stime of the server process over the window (/proc)
+  child CPU         the same of the processes it started (the engine worker), apart
   client CPU        the load processes' own CPU over the same window
 
-Unless `--no-floor`, each level then runs at once against the transport floor
+Unless `--no-worker`, each level then runs at once against the same gateway with
+its synthetic engine in a worker process (engines/worker/), whose CPU per token
+(gateway and worker together) is set against the in-process gateway's.
+
+Unless `--no-floor`, each level then runs against the transport floor
 (bench/floor.py: the least any Python gateway on uvicorn can cost, its tokens
 paced as the synthetic engine's) with the same clients and workload; gateway /
 floor is the headline.
@@ -26,7 +31,7 @@ import math
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench import profile
@@ -55,6 +60,7 @@ class SweepConfig:
     request_cost_streams: int = 64  # then a level of 1-token requests (0: none)
     profile_level: int | None = None  # py-spy record the gateway during this level
     profile_out: Path | None = None
+    worker: bool = True  # each level against the gateway with an engine worker, right after
     floor: bool = True  # each level against the transport floor too, right after the gateway
 
 
@@ -64,12 +70,13 @@ class Level:
     config: SweepConfig
     mean_output: float  # mean max_tokens of the bodies sent
     client: WindowStats
-    server_cpu: float  # seconds over the window
+    server_cpu: float  # seconds over the window, the server process alone
     machine_cpu: float  # all CPUs' busy seconds over the window
     emitted_tps: float  # gateway_generation_tokens_total per second, between two scrapes
     queue_wait: float  # mean engine queue time over the window (s), from /metrics
     health: list[float]  # GET /health latencies during the window (s)
     scrape_seconds: float  # the slowest of the two /metrics answers
+    child_cpu: float = 0.0  # seconds over the window of the processes the server started
     label: str = ""  # how tables name the level; "": its stream count
 
     @property
@@ -117,19 +124,32 @@ class Level:
             "added_itl_p50_ms": ms(percentile(client.itl, 50) - config.token_seconds),
             "added_itl_p99_ms": ms(percentile(client.itl, 99) - config.token_seconds),
             "tokens_per_chunk": client.tokens / client.chunks if client.chunks else math.nan,
-            "gateway_cores": self.server_cpu / window,
-            "cpu_us_per_token": _per_token(self.server_cpu, client.tokens),
-            "client_cores": client.cpu_seconds / window,
-            "client_us_per_token": _per_token(client.cpu_seconds, client.tokens),
-            # Everything else that ran meanwhile: this harness's parent, the kernel's
-            # unattributed work, and any other process sharing the machine.
-            "other_cores": (self.machine_cpu - self.server_cpu - client.cpu_seconds) / window,
+            **self._cpu_figures(),
             "health_p50_ms": ms(percentile(self.health, 50)),
             "health_max_ms": ms(max(self.health, default=math.nan)),
             "metrics_scrape_ms": ms(self.scrape_seconds),
             "requests": float(client.requests),
             "errors": float(client.errors),
             "unfinished": float(client.unfinished),
+        }
+
+    def _cpu_figures(self) -> dict[str, float]:
+        client, window = self.client, self.config.seconds
+        # The server's CPU counts its children's (the engine worker's): the
+        # process alone is "gateway", its children "child".
+        server_cpu = self.server_cpu + self.child_cpu
+        return {
+            "server_cores": server_cpu / window,
+            "cpu_us_per_token": _per_token(server_cpu, client.tokens),
+            "gateway_cores": self.server_cpu / window,
+            "gateway_us_per_token": _per_token(self.server_cpu, client.tokens),
+            "child_cores": self.child_cpu / window,
+            "child_us_per_token": _per_token(self.child_cpu, client.tokens),
+            "client_cores": client.cpu_seconds / window,
+            "client_us_per_token": _per_token(client.cpu_seconds, client.tokens),
+            # Everything else that ran meanwhile: this harness's parent, the kernel's
+            # unattributed work, and any other process sharing the machine.
+            "other_cores": (self.machine_cpu - server_cpu - client.cpu_seconds) / window,
         }
 
 
@@ -140,36 +160,51 @@ def _per_token(cpu_seconds: float, tokens: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Sweep:
-    gateway: list[Level]
+    gateway: list[Level]  # the engine in the gateway's process
     floor: list[Level]  # the same levels in the same order; empty without the floor
+    # The same levels against the gateway with its engine in a worker process; empty
+    # without it (`--no-worker`).
+    worker: list[Level] = field(default_factory=list)
 
 
 def run_sweep(config: SweepConfig) -> Sweep:
-    """Each level against the gateway, then at once against the floor (`config.floor`).
+    """Each level against the gateway, then at once against the gateway with an engine
+    worker (`config.worker`), then against the floor (`config.floor`).
 
-    Both servers stay up all along, the idle one waiting on its event loop:
-    interleaving the two puts any drift of a shared machine on both sides.
+    All servers stay up all along, the idle ones waiting on their event loops:
+    interleaving them puts any drift of a shared machine on every side.
     """
+    with ExitStack() as stack:
+        servers = {side: stack.enter_context(server) for side, server in _servers(config)}
+        clients = stack.enter_context(ClientPool(config.clients))
+        measured: dict[str, list[Level]] = {side: [] for side in servers}
+        for streams, level_config, label in _plan(config):
+            for side, server in servers.items():
+                level = measure_level(server, clients, streams, level_config)
+                measured[side].append(replace(level, label=label))
+                wait_idle(server)
+                # py-spy records the in-process gateway only, never the servers after it.
+                level_config = replace(level_config, profile_level=None)
+            print(f"  {measured['gateway'][-1].name}: done", flush=True)
+    return Sweep(measured["gateway"], measured.get("floor", []), measured.get("worker", []))
+
+
+def _servers(config: SweepConfig) -> list[tuple[str, ServerProcess]]:
+    """The sweep's servers, not started yet, in the order each level runs against them."""
     env = {
         "GATEWAY_SYNTHETIC__TOKEN_SECONDS": str(config.token_seconds),
         "GATEWAY_SYNTHETIC__PREFILL_SECONDS": str(config.prefill_seconds),
         "GATEWAY_SYNTHETIC__MAX_BATCH_SIZE": str(max(4096, max(config.levels))),
+        # Explicit, so that a value in the harness's own environment changes nothing.
+        "GATEWAY_SYNTHETIC__WORKER": "false",
     }
-    with ExitStack() as stack:
-        servers = [stack.enter_context(gateway("synthetic", env))]
-        if config.floor:
-            servers.append(stack.enter_context(floor(config.token_seconds, config.prefill_seconds)))
-        clients = stack.enter_context(ClientPool(config.clients))
-        measured: list[list[Level]] = [[] for _ in servers]
-        for streams, level_config, label in _plan(config):
-            for server, levels in zip(servers, measured, strict=True):
-                level = measure_level(server, clients, streams, level_config)
-                levels.append(replace(level, label=label))
-                wait_idle(server)
-                # py-spy records the gateway only, never the floor after it.
-                level_config = replace(level_config, profile_level=None)
-            print(f"  {measured[0][-1].name}: done", flush=True)
-    return Sweep(measured[0], measured[1] if config.floor else [])
+    servers = [("gateway", gateway("synthetic", env))]
+    if config.worker:
+        worker_env = {**env, "GATEWAY_SYNTHETIC__WORKER": "true"}
+        servers.append(("worker", gateway("synthetic", worker_env, "gateway-synthetic-worker")))
+    if config.floor:
+        servers.append(("floor", floor(config.token_seconds, config.prefill_seconds)))
+    return servers
 
 
 def _plan(config: SweepConfig) -> list[tuple[int, SweepConfig, str]]:
@@ -207,6 +242,7 @@ def measure_level(
         mean_output=mean_max_tokens(bodies),
         client=stats,
         server_cpu=window.cpu,
+        child_cpu=window.child_cpu,
         machine_cpu=window.machine_cpu,
         emitted_tps=window.rate("gateway_generation_tokens_total"),
         queue_wait=window.ratio(
@@ -229,7 +265,8 @@ class _WindowSampler:
         self._server = server
         self._config = config
         self._streams = streams
-        self.cpu = math.nan
+        self.cpu = math.nan  # the server process alone
+        self.child_cpu = math.nan  # the processes it started (the engine worker)
         self.machine_cpu = math.nan  # every process on the machine, the server's included
         self.health = HealthProbe(server)
         self._scrapes: list[tuple[float, dict[str, float]]] = []
@@ -238,18 +275,24 @@ class _WindowSampler:
     def run(self, begin: float, end: float) -> None:
         config, server = self._config, self._server
         _sleep_until(begin)
-        cpu, machine, began = server.cpu_seconds(), machine_busy_seconds(), time.perf_counter()
+        cpu, children = server.cpu_seconds(), server.children_cpu_seconds()
+        machine, began = machine_busy_seconds(), time.perf_counter()
         self.health.start()
         recorder = None
         if config.profile_level == self._streams and config.profile_out is not None:
             recorder = profile.record(server.pid, config.seconds, config.profile_out)
         self._scrape()
         _sleep_until(end)
+        cpu_end, children_end = server.cpu_seconds(), server.children_cpu_seconds()
+        machine_end, elapsed = machine_busy_seconds(), time.perf_counter() - began
         # This process may itself wake late on a saturated machine: the CPU is
         # scaled from the interval actually sampled to the window's length.
-        used, elapsed = server.cpu_seconds() - cpu, time.perf_counter() - began
-        self.cpu = used * (end - begin) / elapsed
-        self.machine_cpu = (machine_busy_seconds() - machine) * (end - begin) / elapsed
+        scale = (end - begin) / elapsed
+        self.cpu = (cpu_end - cpu) * scale
+        # A child started within the window counts from zero.
+        child_used = sum(now - children.get(pid, 0.0) for pid, now in children_end.items())
+        self.child_cpu = child_used * scale
+        self.machine_cpu = (machine_end - machine) * scale
         self.health.stop()
         self._scrape()
         if recorder is not None:

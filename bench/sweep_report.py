@@ -3,11 +3,18 @@
 The gateway's figures per level are keyed `<figure>_c<streams>`, the floor's
 beside them `floor_<figure>_c<streams>`, and their ratio (gateway / floor) is
 the headline: `ratio_cpu_per_token_c<streams>`, `ratio_request_cpu`.
+
+The gateway's with an engine worker are keyed `worker_<figure>_c<streams>`
+(`worker_cpu_us_per_token_*` counts the gateway and the worker, `worker_gateway_*`
+the gateway process alone, `worker_child_*` the worker), and their CPU per token
+over the in-process gateway's `worker_vs_inline_cpu_per_token_c<streams>`,
+`worker_vs_inline_request_cpu`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from bench.report import fmt, table
 from bench.sweep import Level, Sweep
@@ -15,55 +22,112 @@ from bench.sweep import Level, Sweep
 # "other cores" above this mean another workload shared the machine (the harness's
 # own parent process and unattributed kernel work stay well below it).
 OTHER_CORES_WARNING = 0.25
-# The floor's figures in the JSON line, per level (`floor_<figure>_c<streams>`).
-FLOOR_FIGURES = ("cpu_us_per_token", "delivered_ratio", "errors")
+# What an engine worker may cost: the gateway and its worker together within this
+# many times the in-process gateway's CPU per token.
+WORKER_GOAL = 1.3
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """A server each level runs against besides the in-process gateway, as the JSON has it."""
+
+    prefix: str  # of its figures' keys
+    figures: tuple[str, ...]  # its figures in the JSON line, per level
+    ratio: str  # its CPU-per-token ratio is keyed `<ratio>cpu_per_token_c<streams>`
+    over_gateway: bool  # that ratio: its CPU over the gateway's, else the gateway's over its
+
+
+FLOOR = _Side("floor_", ("cpu_us_per_token", "delivered_ratio", "errors"), "ratio_", False)
+WORKER = _Side(
+    "worker_",
+    ("cpu_us_per_token", "gateway_us_per_token", "child_us_per_token", "child_cores",
+     "delivered_ratio", "errors"),
+    "worker_vs_inline_",
+    True,
+)  # fmt: skip
 
 
 def sweep_figures(sweep: Sweep) -> dict[str, float]:
-    """The figures of the JSON line: the gateway's per level (`<figure>_c<streams>`), the
-    floor's beside them (`floor_<figure>_c<streams>`) and their ratios (gateway / floor)."""
+    """The figures of the JSON line: the gateway's per level (`<figure>_c<streams>`), and
+    beside them the floor's and the worker variant's with their ratios (module docstring)."""
     figures: dict[str, float] = {}
-    floors: list[Level | None] = [*sweep.floor] or [None] * len(sweep.gateway)
-    for level, floor_level in zip(sweep.gateway, floors, strict=True):
-        figures.update(_level_figures(level, floor_level))
+    # A side skipped (`--no-worker`, `--no-floor`) has no levels.
+    sides = [(side, levels) for side, levels in ((WORKER, sweep.worker), (FLOOR, sweep.floor))
+             if levels]  # fmt: skip
+    for index, level in enumerate(sweep.gateway):
+        figures.update(_level_figures(level))
+        for side, levels in sides:
+            figures.update(_side_figures(side, level, levels[index]))
     per_token = [figures.get(f"cpu_us_per_token_c{n}", math.nan) for n in (256, 1024)]
     figures["cpu_us_per_token"] = max(per_token)  # the goal holds at both
     return figures
 
 
-def _level_figures(level: Level, floor_level: Level | None) -> dict[str, float]:
+def _level_figures(level: Level) -> dict[str, float]:
     ours = level.figures()
-    theirs = floor_level.figures() if floor_level is not None else {}
     if level.label:  # the 1-token level: what one request costs
-        figures = {
+        return {
             "request_cpu_us": ours["cpu_us_per_token"],
             "request_rate_1tok": ours["requests"] / level.config.seconds,
         }
-        if theirs:
-            figures["floor_request_cpu_us"] = theirs["cpu_us_per_token"]
-            figures["ratio_request_cpu"] = _cpu_ratio(ours, theirs)
-        return figures
+    return {f"{key}_c{level.streams}": value for key, value in ours.items()}
+
+
+def _side_figures(side: _Side, level: Level, other: Level) -> dict[str, float]:
+    """`other`'s figures (one of `side`'s levels) beside the gateway's `level`."""
+    ours, theirs = level.figures(), other.figures()
+    ratio = _cpu_ratio(theirs, ours) if side.over_gateway else _cpu_ratio(ours, theirs)
+    if level.label:
+        return {
+            f"{side.prefix}request_cpu_us": theirs["cpu_us_per_token"],
+            f"{side.ratio}request_cpu": ratio,
+        }
     suffix = f"_c{level.streams}"
-    figures = {key + suffix: value for key, value in ours.items()}
-    if theirs:
-        figures.update({f"floor_{key}{suffix}": theirs[key] for key in FLOOR_FIGURES})
-        figures[f"ratio_cpu_per_token{suffix}"] = _cpu_ratio(ours, theirs)
+    figures = {f"{side.prefix}{key}{suffix}": theirs[key] for key in side.figures}
+    figures[f"{side.ratio}cpu_per_token{suffix}"] = ratio
     return figures
 
 
-def _cpu_ratio(gateway_figures: dict[str, float], floor_figures: dict[str, float]) -> float:
-    """The gateway's CPU per token over the floor's."""
-    floor_cpu = floor_figures["cpu_us_per_token"]
-    return gateway_figures["cpu_us_per_token"] / floor_cpu if floor_cpu else math.nan
+def _cpu_ratio(numerator: dict[str, float], denominator: dict[str, float]) -> float:
+    """One server's CPU per token over another's, from their figures."""
+    below = denominator["cpu_us_per_token"]
+    return numerator["cpu_us_per_token"] / below if below else math.nan
 
 
 def render_sweep(sweep: Sweep) -> str:
-    text = render(sweep.gateway)
-    if not sweep.floor:
-        return text
+    parts = [render(sweep.gateway)]
+    if sweep.worker:
+        parts.append(
+            "the gateway with its engine in a worker process (GATEWAY_SYNTHETIC__WORKER=true), "
+            f"each level right after the in-process gateway's:\n{render(sweep.worker, 'gw+wk')}"
+        )
+        parts.append(render_worker_ratios(sweep))
+    if sweep.floor:
+        parts.append(
+            "transport floor (bench/floor.py), each level right after the gateways':\n"
+            f"{render(sweep.floor, server='floor')}"
+        )
+        parts.append(render_ratios(sweep))
+    return "\n\n".join(parts)
+
+
+def render_worker_ratios(sweep: Sweep) -> str:
+    rows = []
+    for level, worker_level in zip(sweep.gateway, sweep.worker, strict=True):
+        ours, theirs = level.figures(), worker_level.figures()
+        rows.append([
+            level.name, fmt(ours["cpu_us_per_token"], 1), fmt(theirs["gateway_us_per_token"], 1),
+            fmt(theirs["child_us_per_token"], 1), fmt(theirs["cpu_us_per_token"], 1),
+            fmt(_cpu_ratio(theirs, ours), 2), fmt(theirs["child_cores"], 2),
+            fmt(ours["delivered_ratio"], 3), fmt(theirs["delivered_ratio"], 3),
+        ])  # fmt: skip
+    headers = ["streams", "inline us/tok", "wk: gw us/tok", "wk: worker us/tok",
+               "wk: total us/tok", "total/inline", "worker cores", "inline deliv/ideal",
+               "wk deliv/ideal"]  # fmt: skip
     return (
-        f"{text}\n\ntransport floor (bench/floor.py), each level right after the gateway's:\n"
-        f"{render(sweep.floor, server='floor')}\n\n{render_ratios(sweep)}"
+        "gateway + engine worker (wk) / in-process gateway (inline), CPU per streamed token "
+        f"(goal: within {WORKER_GOAL}x):\n{table(headers, rows)}\n"
+        "(1-token level: a token is a request, so us/tok is CPU per short request)"
     )
 
 
@@ -92,7 +156,7 @@ def render(levels: list[Level], server: str = "gw") -> str:
         [
             [level.name, *(fmt(f[key], digits) for key, digits in (
                 ("delivered_tps", 0), ("ideal_tps", 0), ("delivered_ratio", 3),
-                ("delivered_vs_emitted", 3), ("tokens_per_chunk", 2), ("gateway_cores", 2),
+                ("delivered_vs_emitted", 3), ("tokens_per_chunk", 2), ("server_cores", 2),
                 ("cpu_us_per_token", 1), ("client_cores", 2), ("client_us_per_token", 1),
                 ("other_cores", 2), ("requests", 0), ("errors", 0)))]
             for level in levels for f in [level.figures()]
