@@ -16,14 +16,36 @@
     └── RequestTimeout           504 timeout
 
 Every layer raises these; `gateway/http/errors.py` is the only place that turns
-them into bytes (`http_response`, `sse_event`), so every error a client sees has
-OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+them into bytes (`http_response`, `sse_event`). `body(wire)` is the error in each
+API's own shape: OpenAI's `{"error": {"message", "type", "param", "code"}}`, or on
+Anthropic's routes `{"type": "error", "error": {"type", "message"}}`.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+
+
+class Wire(enum.Enum):
+    """Which API a route speaks, and so the shape its errors take."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+# Anthropic's error types by status; anything else is its generic "api_error".
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
 
 
 class GatewayError(Exception):
@@ -47,7 +69,10 @@ class GatewayError(Exception):
         self.code = code or self.default_code
         self.retry_after = retry_after  # seconds, sent as Retry-After
 
-    def body(self) -> dict[str, Any]:
+    def body(self, wire: Wire = Wire.OPENAI) -> dict[str, Any]:
+        if wire is Wire.ANTHROPIC:
+            kind = _ANTHROPIC_TYPES.get(self.status_code, "api_error")
+            return {"type": "error", "error": {"type": kind, "message": self.message}}
         return {
             "error": {
                 "message": self.message,

@@ -1,4 +1,5 @@
-"""The two completion routes, served without FastAPI's per-request machinery.
+"""The completion routes (chat, text, Anthropic's messages), served without FastAPI's
+per-request machinery.
 
 `gateway/http/routes.py` declares them, so the OpenAPI document describes them, and
 holds their handlers. FastAPI's way to a handler (matching through the included
@@ -25,19 +26,19 @@ import pydantic
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import ClientDisconnected, GatewayError, InvalidRequest
+from gateway.errors import ClientDisconnected, GatewayError, InvalidRequest, Wire
 from gateway.http.access_log import request_id_of
 from gateway.http.errors import http_response
 from gateway.http.state import Services
-from gateway.openai.protocol import SamplingFields
 
 Handler = Callable[[Any, Services, str], Awaitable[Response]]  # (body, services, request id)
 
 
 @dataclass(frozen=True, slots=True)
 class CompletionRoute:
-    body: type[SamplingFields]
+    body: type[pydantic.BaseModel]
     handler: Handler
+    wire: Wire = Wire.OPENAI  # the API the route speaks: its errors' shape
 
 
 class CompletionRoutes:
@@ -55,7 +56,7 @@ class CompletionRoutes:
         try:
             await self._serve(route, scope, receive, send)
         except GatewayError as error:
-            await http_response(error)(scope, receive, send)
+            await http_response(error, route.wire)(scope, receive, send)
 
     @staticmethod
     async def _serve(route: CompletionRoute, scope: Scope, receive: Receive, send: Send) -> None:

@@ -31,7 +31,6 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.errors import ClientDisconnected, GatewayError
 from gateway.http.access_log import Exchange
 from gateway.http.errors import sse_event
-from gateway.openai.chunks import DONE
 from gateway.serving.generation import Generation
 from gateway.serving.runs import Run, Streamed, Whole
 from gateway.settings import Settings
@@ -91,6 +90,7 @@ class EventStream(_Owner):
         self._prelude = streamed.prelude
         self._include_usage = streamed.include_usage
         self._continuous_usage = streamed.continuous_usage
+        self._wire = streamed.wire
         self._keepalive = settings.sse_keepalive_seconds
         self._send_timeout = settings.send_timeout_seconds
         self._send_body: Callable[[Message], Awaitable[None]] = _unstarted
@@ -149,12 +149,14 @@ class EventStream(_Owner):
             if self._include_usage:
                 await self._emit(self._chunks.usage(self._run.usage().body()))
         except GatewayError as error:
-            await self._emit(sse_event(error))
+            await self._emit(sse_event(error, self._wire))
         except Exception:
             # The stream has begun: the error can only travel as an event.
             log.exception("stream failed")
-            await self._emit(sse_event(GatewayError("internal server error")))
-        await self._emit(DONE)
+            await self._emit(sse_event(GatewayError("internal server error"), self._wire))
+        end = self._chunks.end()
+        if end:
+            await self._emit(end)
 
     async def delta(self, generation: Generation, delta: Delta) -> None:
         usage = self._run.usage(running=True).body() if self._continuous_usage else None

@@ -9,14 +9,15 @@ document shows.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import EngineUnavailable, InvalidRequest, ModelNotFound
+from gateway.anthropic.protocol import CountTokensRequest, MessagesRequest
+from gateway.errors import EngineUnavailable, InvalidRequest, ModelNotFound, Wire
 from gateway.http import access_log
 from gateway.http.completion_routes import CompletionRoute
 from gateway.http.responses import respond
@@ -80,9 +81,54 @@ async def completions(
     return respond(await svc.completions.create(body, request_id), svc.settings)
 
 
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class AnthropicErrorBody(BaseModel):
+    """Anthropic's error shape, as `GatewayError.body(Wire.ANTHROPIC)` writes it."""
+
+    type: Literal["error"]
+    error: AnthropicErrorDetail
+
+
+# Anthropic's Messages API: errors on these routes take Anthropic's shape.
+_ANTHROPIC_ERROR: dict[str, Any] = {
+    "model": AnthropicErrorBody,
+    "description": "An error, in Anthropic's shape",
+}
+
+
+@router.post(
+    "/v1/messages",
+    response_model=None,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        400: _ANTHROPIC_ERROR,
+        "default": _ANTHROPIC_ERROR,
+    },
+)
+async def messages(body: MessagesRequest, svc: ServicesDep, request_id: RequestIdDep) -> Response:
+    if not svc.engine.healthy():
+        raise EngineUnavailable("the engine is not ready")
+    return respond(await svc.messages.create(body, request_id), svc.settings)
+
+
+@router.post(
+    "/v1/messages/count_tokens", responses={400: _ANTHROPIC_ERROR, "default": _ANTHROPIC_ERROR}
+)
+async def count_tokens(
+    body: CountTokensRequest, svc: ServicesDep, request_id: RequestIdDep
+) -> Response:
+    return JSONResponse(await svc.messages.count_tokens(body))
+
+
 COMPLETION_ROUTES = {
     "/v1/chat/completions": CompletionRoute(ChatCompletionRequest, chat_completions),
     "/v1/completions": CompletionRoute(CompletionRequest, completions),
+    "/v1/messages": CompletionRoute(MessagesRequest, messages, Wire.ANTHROPIC),
+    "/v1/messages/count_tokens": CompletionRoute(CountTokensRequest, count_tokens, Wire.ANTHROPIC),
 }
 
 

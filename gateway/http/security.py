@@ -17,7 +17,7 @@ from pathlib import Path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config_errors import ConfigError
-from gateway.errors import BodyTooLarge, Unauthorized
+from gateway.errors import BodyTooLarge, Unauthorized, Wire
 from gateway.http.errors import http_response
 from gateway.settings import Settings
 
@@ -70,7 +70,8 @@ def _digest(key: bytes) -> bytes:
 
 
 class APIKeyAuth:
-    """Requires `Authorization: Bearer <key>` on every path but `open_paths`."""
+    """Requires `Authorization: Bearer <key>` (or Anthropic's `x-api-key: <key>`) on every
+    path but `open_paths`. A 401 on an Anthropic route takes Anthropic's shape."""
 
     def __init__(self, app: ASGIApp, digests: tuple[bytes, ...], open_paths: Iterable[str]):
         self.app = app
@@ -81,13 +82,18 @@ class APIKeyAuth:
         if scope["type"] != "http" or scope["path"] in self.open_paths or self._authorized(scope):
             await self.app(scope, receive, send)
             return
-        response = http_response(Unauthorized("a valid API key is required"))
+        wire = Wire.ANTHROPIC if scope["path"].startswith("/v1/messages") else Wire.OPENAI
+        response = http_response(Unauthorized("a valid API key is required"), wire)
         response.headers["WWW-Authenticate"] = "Bearer"
         await response(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        scheme, _, token = header.partition(b" ")
+        headers = dict(scope["headers"])
+        header = headers.get(b"authorization")
+        if header is None:
+            scheme, token = b"bearer", headers.get(b"x-api-key", b"")
+        else:
+            scheme, _, token = header.partition(b" ")
         # Fixed-length digests compared with every key, without stopping at a match:
         # the time taken says nothing about any key or about which one matched.
         digest = _digest(token.strip())

@@ -10,6 +10,7 @@ from engines.base import Engine
 from gateway.serving.chat import ChatCompletions
 from gateway.serving.completions import Completions
 from gateway.serving.lifecycle import Lifecycle
+from gateway.serving.messages import Messages
 from gateway.serving.metrics import Metrics
 from gateway.serving.prompts import PromptRenderer
 from gateway.serving.runs import Runner
@@ -21,6 +22,7 @@ class Services:
     engine: Engine
     chat: ChatCompletions
     completions: Completions
+    messages: Messages
     prompts: PromptRenderer
     metrics: Metrics
     model_name: str
@@ -29,10 +31,12 @@ class Services:
 
     @classmethod
     def of(cls, runner: Runner) -> Services:
+        chat = ChatCompletions(runner)
         return cls(
             runner.engine,
-            ChatCompletions(runner),
+            chat,
             Completions(runner),
+            Messages(chat),
             runner.prompts,
             runner.metrics,
             runner.model_name,

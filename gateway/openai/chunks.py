@@ -44,6 +44,9 @@ class _Frames:
         """The last frame before [DONE] when usage is asked for: `choices` is empty."""
         return self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}" + _END
 
+    def end(self) -> bytes:
+        return DONE
+
     def _frame(self, index: int, choice: bytes, usage: dict[str, Any] | None) -> bytes:
         head = self._heads.get(index)
         if head is None:

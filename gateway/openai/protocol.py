@@ -366,7 +366,7 @@ class TokenizeRequest(_Body):
 
 class DetokenizeRequest(_Body):
     model: str | None = None
-    tokens: list[Annotated[int, Field(ge=0)]]
+    tokens: list[Annotated[int, Field(ge=0, strict=True)]]  # strict: `true` is no token id
 
 
 CompletionBody = ChatCompletionRequest | CompletionRequest  # what a Runner runs

@@ -36,20 +36,9 @@ class ChatCompletions:
     runner: Runner
 
     async def create(self, body: ChatCompletionRequest, request_id: str) -> Streamed | Whole:
-        arrival = time.perf_counter()
-        runner = self.runner
-        runner.check(body)
-        body.reject_unsupported()
-        self._check_size(body)
-        calls_tools = bool(body.tools) and body.tool_choice != "none"
-        tool_prompts.validate_tools(body.tools, body.tool_choice)
-        constraint = self._constraint(body)
-        prompt_ids = await self._render(body)
-        run = runner.start(
-            body, request_id, [prompt_ids], constraint, self._choices(body, calls_tools), arrival
-        )
-        settings = runner.settings
-        formatter = LogprobFormatter(runner.prompts.token_text) if body.logprobs else None
+        run = await self.start(body, request_id)
+        settings = self.runner.settings
+        formatter = LogprobFormatter(self.runner.prompts.token_text) if body.logprobs else None
         reasoning = settings.reasoning_parser is not None
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if body.stream:
@@ -59,6 +48,20 @@ class ChatCompletions:
             roles = [chunks.role(generation.choice) for generation in run.generations]
             return Streamed(run, chunks, roles, body.include_usage, body.continuous_usage)
         return Whole(run, functools.partial(_body, run, completion_id, body, formatter, reasoning))
+
+    async def start(self, body: ChatCompletionRequest, request_id: str) -> Run:
+        """Every check, the prompt rendered, admitted: the running choices, not yet framed."""
+        arrival = time.perf_counter()
+        runner = self.runner
+        runner.check(body)
+        body.reject_unsupported()
+        self._check_size(body)
+        calls_tools = bool(body.tools) and body.tool_choice != "none"
+        tool_prompts.validate_tools(body.tools, body.tool_choice)
+        constraint = self._constraint(body)
+        prompt_ids = await self.render(body)
+        choices = self._choices(body, calls_tools)
+        return runner.start(body, request_id, [prompt_ids], constraint, choices, arrival)
 
     def _check_size(self, body: ChatCompletionRequest) -> None:
         settings = self.runner.settings
@@ -92,7 +95,8 @@ class ChatCompletions:
         )
         return Constraint(ConstraintKind.GRAMMAR, grammar)
 
-    async def _render(self, body: ChatCompletionRequest) -> list[int]:
+    async def render(self, body: ChatCompletionRequest) -> list[int]:
+        """The prompt's token ids, as the model sees them."""
         prompts = self.runner.prompts
         messages = [m.template_dict() for m in body.messages]
         tools = [tool.template_dict() for tool in body.tools] if body.tools else None

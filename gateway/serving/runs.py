@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from engines.base import Constraint, Engine, GenerationRequest, SamplingParams
-from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.errors import InvalidRequest, ModelNotFound, Wire
 from gateway.openai.bodies import Collected
 from gateway.openai.protocol import CompletionBody
 from gateway.serving.admission import Admission, Ticket
@@ -33,13 +33,17 @@ ChoiceFactory = Callable[[int, list[int]], ChoiceStream]  # (index, prompt ids) 
 
 
 class Chunks(Protocol):
-    """A streamed completion's frames (`gateway.openai.chunks`)."""
+    """A streamed completion's frames (`gateway.openai.chunks`, `gateway.anthropic.messages`)."""
 
     def delta(self, choice: ChoiceStream, delta: Delta, usage: dict[str, Any] | None) -> bytes: ...
 
     def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None) -> bytes: ...
 
     def usage(self, usage: dict[str, Any]) -> bytes: ...
+
+    def end(self) -> bytes:
+        """The stream's last frame, after its usage or its error ([DONE]; may be empty)."""
+        ...
 
 
 class Run:
@@ -118,6 +122,7 @@ class Streamed:
     prelude: Sequence[bytes]
     include_usage: bool
     continuous_usage: bool
+    wire: Wire = Wire.OPENAI  # the shape of an error event
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from gateway.text.holdback import held_back
 
 
 class StopMatcher:
-    __slots__ = ("_held", "_include", "_stops")
+    __slots__ = ("_held", "_include", "_stops", "matched")
 
     def __init__(self, stops: Sequence[str], *, include: bool = False) -> None:
         if any(not stop for stop in stops):
@@ -29,6 +29,7 @@ class StopMatcher:
         self._stops = tuple(stops)
         self._include = include
         self._held = ""
+        self.matched: str | None = None  # the stop string found, once one is
 
     def push(self, text: str) -> tuple[str, bool]:
         """Text safe to emit now, and whether a stop string was found."""
@@ -36,6 +37,7 @@ class StopMatcher:
         start, end = self._earliest_stop(buffer)
         if start >= 0:
             self._held = ""
+            self.matched = buffer[start:end]
             return buffer[: end if self._include else start], True
         keep = held_back(buffer, self._stops)
         self._held = buffer[len(buffer) - keep :]

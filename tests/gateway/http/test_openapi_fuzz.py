@@ -56,7 +56,7 @@ def test_no_request_gets_a_server_error_or_an_undocumented_answer(
 ) -> None:
     schema = schemathesis.openapi.from_url(f"{fuzzed_gateway.url}/openapi.json", headers=AUTH)
     operations = [schema[path][method] for path in schema for method in schema[path]]
-    assert len(operations) == 8
+    assert len(operations) == 10
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and not operation.body:
             continue  # nothing in a request without parameters can be invalid
@@ -85,13 +85,15 @@ def test_the_document_says_400_for_invalid_requests_never_422(fuzzed_gateway: Li
     document = httpx.get(f"{fuzzed_gateway.url}/openapi.json", headers=AUTH).json()
     chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]
     error = {"$ref": "#/components/schemas/ErrorBody"}
+    anthropic = {"$ref": "#/components/schemas/AnthropicErrorBody"}
     assert chat["400"]["content"]["application/json"]["schema"] == error
-    for path in document["paths"].values():
+    for name, path in document["paths"].items():
+        shape = anthropic if name.startswith("/v1/messages") else error
         for operation in path.values():
             assert "422" not in operation["responses"]
-            assert operation["responses"]["default"]["content"]["application/json"]["schema"] == (
-                error
-            )
+            for status in ("400", "default") if shape is anthropic else ("default",):
+                responses = operation["responses"][status]
+                assert responses["content"]["application/json"]["schema"] == shape
     assert "HTTPValidationError" not in document["components"]["schemas"]
 
 

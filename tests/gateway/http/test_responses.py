@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry, Counter
 from engines.base import GenerationRequest, SamplingParams
 from engines.settings import SyntheticSettings
 from engines.synthetic import SyntheticEngine
-from gateway.errors import ClientDisconnected, EngineFailure
+from gateway.anthropic.messages import MessageEvents
+from gateway.errors import ClientDisconnected, EngineFailure, Wire
 from gateway.http.responses import EventStream, JSONCompletion
 from gateway.openai.chunks import ChatChunks
 from gateway.serving.admission import Admission, Ticket
@@ -186,6 +187,24 @@ async def ends_with_an_error_event(gw: Fixture, code: str) -> None:
 
 async def test_a_failed_stream_sends_an_error_event_then_done(failing: Fixture) -> None:
     await ends_with_an_error_event(failing, "engine_error")
+
+
+async def test_an_anthropic_stream_fails_with_its_error_event_and_no_done(
+    failing: Fixture,
+) -> None:
+    run, ticket = failing.run(max_tokens=10_000)
+    events = MessageEvents("msg_1", "m")
+    streamed = Streamed(run, events, events.prelude(3), False, True, Wire.ANTHROPIC)
+    client = Client()
+    await EventStream(streamed, Settings())(SCOPE, client.receive, client.send)
+    body = b"".join(m.get("body", b"") for m in client.messages[1:])
+    last = body.rstrip(b"\n").split(b"\n\n")[-1]
+    name, payload = last.split(b"\n")
+    assert name == b"event: error"
+    assert orjson.loads(payload.removeprefix(b"data: "))["error"]["type"] == "api_error"
+    assert b"[DONE]" not in body and b"message_stop" not in body
+    assert (ticket.releases, failing.finished("error")) == (1, 1)
+    assert failing.idle()
 
 
 @pytest.mark.parametrize("leave_after", [0, 3])

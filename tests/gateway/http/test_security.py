@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -126,6 +127,29 @@ def test_the_sdk_sees_a_wrong_key_as_an_authentication_error(keyed_gateway: Live
     sdk = openai.OpenAI(base_url=f"{keyed_gateway.url}/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         sdk.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+
+
+@pytest.mark.parametrize("key", [ENV_KEYS[1], FILE_KEY])
+def test_the_anthropic_sdk_sends_its_key_as_x_api_key(keyed_gateway: LiveServer, key: str) -> None:
+    sdk = anthropic.Anthropic(base_url=keyed_gateway.url, api_key=key, max_retries=0)
+    message = sdk.messages.create(
+        model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert message.usage.output_tokens == 2
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}], ids=["none", "wrong"])
+def test_a_401_on_anthropics_routes_takes_anthropics_shape(
+    keyed_gateway: LiveServer, headers: dict[str, str]
+) -> None:
+    body = {"model": MODEL, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(f"{keyed_gateway.url}/v1/messages", headers=headers, json=body)
+    assert response.status_code == 401
+    assert response.json()["type"] == "error"
+    assert response.json()["error"]["type"] == "authentication_error"
+    sdk = anthropic.Anthropic(base_url=keyed_gateway.url, api_key="wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        sdk.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "hi"}])
 
 
 def test_the_scheme_is_case_insensitive(keyed_gateway: LiveServer) -> None:

@@ -84,3 +84,12 @@ def test_the_stop_string_itself_is_kept_when_asked_for() -> None:
     matcher = StopMatcher(["END"], include=True)
     assert matcher.push("done E") == ("done ", False)
     assert matcher.push("ND and more") == ("END", True)
+
+
+def test_the_matched_stop_string_is_remembered() -> None:
+    matcher = StopMatcher(["END", "\nUser:"])
+    assert matcher.matched is None
+    assert matcher.push("ok\nUs") == ("ok", False)
+    assert matcher.matched is None
+    assert matcher.push("er: hi") == ("", True)
+    assert matcher.matched == "\nUser:"

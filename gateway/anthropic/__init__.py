@@ -1,0 +1,1 @@
+"""Anthropic's Messages API, served by translating each request onto a chat completion."""

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engines.base import FinishReason
+from gateway.anthropic.messages import MessageEvents, message_body, stop_reason
+from gateway.openai.bodies import Collected
+from gateway.text.stops import StopMatcher
+from gateway.text.streaming import ChoiceStream, Delta
+from gateway.text.tool_parsers import ToolCallDelta
+
+
+class _Detokenizer:
+    def push(self, token_ids: Any) -> str:
+        return ""
+
+    def flush(self) -> str:
+        return ""
+
+
+def choice(reason: FinishReason | None = None, stops: StopMatcher | None = None) -> ChoiceStream:
+    stream = ChoiceStream(0, _Detokenizer(), stops)  # type: ignore[arg-type]
+    stream.finish_reason = reason
+    return stream
+
+
+def events(frames: bytes) -> list[tuple[str, dict[str, Any]]]:
+    parsed = []
+    for block in frames.decode().split("\n\n"):
+        if block:
+            name, data = block.split("\n")
+            parsed.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return parsed
+
+
+def test_text_then_two_tool_calls_make_three_blocks_each_opened_and_closed_once() -> None:
+    framer = MessageEvents("msg_1", "m")
+    start = events(b"".join(framer.prelude(10, cached_tokens=4)))
+    assert [name for name, _ in start] == ["message_start", "ping"]
+    assert start[0][1]["message"]["usage"]["input_tokens"] == 6  # cached tokens apart
+    assert start[0][1]["message"]["usage"]["cache_read_input_tokens"] == 4
+    stream = choice(FinishReason.TOOL_CALLS)
+    frames = framer.delta(stream, Delta(content="Let me check."), None)
+    frames += framer.delta(stream, Delta(tool_calls=[ToolCallDelta(0, "c0", "w", '{"a"')]), None)
+    frames += framer.delta(stream, Delta(tool_calls=[ToolCallDelta(0, arguments=": 1}")]), None)
+    frames += framer.delta(stream, Delta(tool_calls=[ToolCallDelta(1, "c1", "t", "{}")]), None)
+    frames += framer.finish(stream, {"completion_tokens": 9})
+    got = events(frames)
+    assert [(name, data.get("index")) for name, data in got] == [
+        ("content_block_start", 0),
+        ("content_block_delta", 0),
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+        ("content_block_delta", 1),
+        ("content_block_delta", 1),
+        ("content_block_stop", 1),
+        ("content_block_start", 2),
+        ("content_block_delta", 2),
+        ("content_block_stop", 2),
+        ("message_delta", None),
+        ("message_stop", None),
+    ]
+    assert got[3][1]["content_block"] == {"type": "tool_use", "id": "c0", "name": "w", "input": {}}
+    assert [d["delta"]["partial_json"] for n, d in got[4:6]] == ['{"a"', ": 1}"]
+    assert got[-2][1]["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
+    assert got[-2][1]["usage"] == {"output_tokens": 9}
+
+
+def test_stop_reasons() -> None:
+    assert stop_reason(choice(FinishReason.LENGTH)) == ("max_tokens", None)
+    assert stop_reason(choice(FinishReason.STOP)) == ("end_turn", None)
+    matcher = StopMatcher(["##"])
+    matcher.push("a ## b")
+    assert stop_reason(choice(FinishReason.STOP, matcher)) == ("stop_sequence", "##")
+
+
+def test_the_body_keeps_complete_calls_and_drops_a_cut_one() -> None:
+    out = Collected(choice(FinishReason.LENGTH))
+    out.add(Delta(content="Hi.", tool_calls=[ToolCallDelta(0, "c0", "w", '{"a": 1}')]))
+    out.add(Delta(tool_calls=[ToolCallDelta(1, "c1", "w", '{"a": ')]))
+    body = message_body(out, "msg_1", "m", (10, 5, 0))
+    assert body["content"] == [
+        {"type": "text", "text": "Hi."},
+        {"type": "tool_use", "id": "c0", "name": "w", "input": {"a": 1}},
+    ]
+    assert (body["stop_reason"], body["usage"]["output_tokens"]) == ("max_tokens", 5)
