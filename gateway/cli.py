@@ -89,6 +89,7 @@ def _server(args: argparse.Namespace) -> uvicorn.Server:
         log_level=settings.log_level,
         access_log=not settings.access_log,  # ours replaces uvicorn's
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + _SHUTDOWN_MARGIN_S,
+        timeout_keep_alive=int(settings.keep_alive_seconds),
         loop=EVENT_LOOP,
     )
     return _DrainingServer(config, lifecycle)

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     request_timeout_seconds: PositiveFloat | None = 600.0
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     sse_keepalive_seconds: PositiveFloat = 15.0  # comments keep proxies from cutting prefill
+    # An idle HTTP connection is closed after this long. Keep it longer than the idle
+    # timeout of any load balancer in front (AWS ALB: 60 s), or the balancer may send a
+    # request on a connection the gateway is closing (uvicorn's own default is 5 s).
+    keep_alive_seconds: PositiveFloat = 75.0
     send_timeout_seconds: PositiveFloat = 30.0  # a client that reads nothing this long is dropped
 
     # Security. Keys come from here (GATEWAY_API_KEYS='["k1","k2"]') and from a file

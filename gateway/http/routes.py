@@ -163,23 +163,31 @@ def _check_model(model: str | None, svc: Services) -> None:
         raise ModelNotFound(f"The model `{model}` does not exist.", param="model")
 
 
-@router.get("/v1/models")
+@router.api_route("/v1/models", methods=["GET", "HEAD"])
 async def list_models(svc: ServicesDep) -> dict[str, Any]:
+    return {"object": "list", "data": [_model(svc)]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, svc: ServicesDep) -> dict[str, Any]:
+    """One model (the SDKs' `models.retrieve`); ids may hold slashes ("org/name")."""
+    _check_model(model_id, svc)
+    return _model(svc)
+
+
+def _model(svc: Services) -> dict[str, Any]:
     return {
-        "object": "list",
-        "data": [
-            {
-                "id": svc.model_name,
-                "object": "model",
-                "created": int(time.time()),
-                "owned_by": "trtllm-gateway",
-                "max_model_len": svc.engine.limits().max_seq_len,
-            }
-        ],
+        "id": svc.model_name,
+        "object": "model",
+        "created": int(time.time()),
+        "owned_by": "trtllm-gateway",
+        "max_model_len": svc.engine.limits().max_seq_len,
     }
 
 
-@router.get("/health", response_model=Status, responses={503: {"model": Status}})
+@router.api_route(
+    "/health", methods=["GET", "HEAD"], response_model=Status, responses={503: {"model": Status}}
+)
 async def health(svc: ServicesDep) -> JSONResponse:
     """Liveness: the event loop answers and the engine has not died.
 
@@ -191,7 +199,9 @@ async def health(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "engine failed"}, status_code=503)
 
 
-@router.get("/ready", response_model=Status, responses={503: {"model": Status}})
+@router.api_route(
+    "/ready", methods=["GET", "HEAD"], response_model=Status, responses={503: {"model": Status}}
+)
 async def ready(svc: ServicesDep) -> JSONResponse:
     """The engine is loaded and healthy, and the server is not draining: send traffic here."""
     if svc.engine.healthy() and not svc.lifecycle.draining:
@@ -199,6 +209,11 @@ async def ready(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "unavailable"}, status_code=503)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.api_route(
+    "/metrics",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
 async def metrics(svc: ServicesDep) -> Response:
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

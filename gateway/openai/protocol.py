@@ -230,7 +230,7 @@ class SamplingFields(_Body):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     top_k: Annotated[int, Field(ge=0)] | None = None
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None  # int64, as engines take
     n: Annotated[int, Field(ge=1)] = 1
     stop: str | list[str] | None = None
     stop_token_ids: list[int] | None = None

@@ -213,4 +213,4 @@ def choice_sampling(sampling: SamplingParams, n: int) -> SamplingParams:
     """Choice n's sampling: a seeded request's choices must still differ."""
     if n == 0 or sampling.seed is None:
         return sampling
-    return replace(sampling, seed=sampling.seed + n)
+    return replace(sampling, seed=(sampling.seed + n + 2**63) % 2**64 - 2**63)  # stays int64

@@ -77,3 +77,23 @@ def test_the_server_runs_on_asyncios_own_loop() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["asyncio.unix_events", "_UnixSelectorEventLoop"]
+
+
+@pytest.mark.parametrize(
+    ("env", "seconds"), [({}, 75), ({"GATEWAY_KEEP_ALIVE_SECONDS": "130"}, 130)]
+)
+def test_idle_connections_outlive_a_load_balancers_idle_timeout(
+    env: dict[str, str], seconds: int
+) -> None:
+    """uvicorn's own 5 s closed connections that balancers still held (the setting's comment)."""
+    built = (
+        "import argparse; from gateway import cli; "
+        "args = argparse.Namespace(config=None, engine='synthetic', host=None, port=None); "
+        "print(cli._server(args).config.timeout_keep_alive)"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("GATEWAY_")}
+    done = subprocess.run(
+        [sys.executable, "-c", built], env=clean | env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(seconds)]
