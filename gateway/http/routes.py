@@ -163,7 +163,7 @@ def _check_model(model: str | None, svc: Services) -> None:
         raise ModelNotFound(f"The model `{model}` does not exist.", param="model")
 
 
-@router.api_route("/v1/models", methods=["GET", "HEAD"])
+@router.get("/v1/models")
 async def list_models(svc: ServicesDep) -> dict[str, Any]:
     return {"object": "list", "data": [_model(svc)]}
 
@@ -185,9 +185,7 @@ def _model(svc: Services) -> dict[str, Any]:
     }
 
 
-@router.api_route(
-    "/health", methods=["GET", "HEAD"], response_model=Status, responses={503: {"model": Status}}
-)
+@router.get("/health", response_model=Status, responses={503: {"model": Status}})
 async def health(svc: ServicesDep) -> JSONResponse:
     """Liveness: the event loop answers and the engine has not died.
 
@@ -199,9 +197,7 @@ async def health(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "engine failed"}, status_code=503)
 
 
-@router.api_route(
-    "/ready", methods=["GET", "HEAD"], response_model=Status, responses={503: {"model": Status}}
-)
+@router.get("/ready", response_model=Status, responses={503: {"model": Status}})
 async def ready(svc: ServicesDep) -> JSONResponse:
     """The engine is loaded and healthy, and the server is not draining: send traffic here."""
     if svc.engine.healthy() and not svc.lifecycle.draining:
@@ -209,11 +205,17 @@ async def ready(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "unavailable"}, status_code=503)
 
 
-@router.api_route(
-    "/metrics",
-    methods=["GET", "HEAD"],
-    response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
-)
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(svc: ServicesDep) -> Response:
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# Probes and scrapers send HEAD: answered as GET is, without the body (uvicorn drops it),
+# and left out of the OpenAPI document, which would repeat each operation.
+for _path, _endpoint in [
+    ("/v1/models", list_models),
+    ("/health", health),
+    ("/ready", ready),
+    ("/metrics", metrics),
+]:
+    router.add_api_route(_path, _endpoint, methods=["HEAD"], include_in_schema=False)
