@@ -154,8 +154,10 @@ class Hermes(_Parser):
         The call ends where its JSON closes: an end tag inside a string does not end it.
         """
         end = json_end.feed(self._buffer)
-        if end is None and json_end.viable and not final:
-            return False
+        if end is None and json_end.viable:
+            if final:  # cut off (max_tokens) inside the call: an unfinished call is no call
+                self._buffer = self._space = ""
+            return final
         if end is not None:
             tail = self._buffer[end:].lstrip()
             closed = tail.startswith(self.END)
@@ -197,7 +199,10 @@ class Llama3Json(_Parser):
             end = self._json.feed(self._buffer) or 0
             call = parse_call(self._buffer[:end], "parameters", "arguments") if end else None
             if call is None:
-                if end or final:  # not a call, or cut off before its JSON closed
+                if final and not end and self._json.viable:
+                    self._buffer = ""  # cut off inside the call: an unfinished call is no call
+                    self._space = ""
+                elif end or final:  # not a call
                     self._state = "content"
                 break
             self._call(*call)
@@ -288,8 +293,11 @@ class Mistral(_Parser):
         if end is None and self._json.viable and not final:
             return False
         calls: list[tuple[str, str]] | None = None
-        if end is None:  # cut off, or no JSON at all
-            text = self._buffer if self._json.viable else ""
+        if end is None and self._json.viable:  # cut off inside the calls: no calls, no text
+            self._state, self._buffer, self._space = "content", "", ""
+            return True
+        if end is None:  # no JSON at all
+            text = ""
         else:
             text = self._buffer[:end]
             calls = self._parse(text)

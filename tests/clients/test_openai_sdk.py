@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -380,3 +381,35 @@ def test_required_tool_choice_returns_a_valid_call(model_sdk: openai.OpenAI) -> 
     check_call(calls[0])
     assert completion.usage is not None
     assert 0 < completion.usage.completion_tokens <= 60
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_call_cut_by_max_tokens_never_leaks_into_content(
+    model_sdk: openai.OpenAI, stream: bool
+) -> None:
+    """Forced to call, the model is stopped 8 tokens in: inside the call's JSON."""
+    request: dict[str, Any] = {
+        "model": MODEL,
+        "messages": WEATHER,
+        "tools": TOOL_PARAMS,
+        "tool_choice": "required",
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+    if stream:
+        chunks = list(model_sdk.chat.completions.create(**request, stream=True))
+        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        calls = [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+        reasons = [
+            c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+        ]
+    else:
+        choice = model_sdk.chat.completions.create(**request).choices[0]
+        content, calls, reasons = (
+            choice.message.content or "",
+            choice.message.tool_calls or [],
+            [choice.finish_reason],
+        )
+    assert reasons == ["length"]
+    assert content == "" and calls == []

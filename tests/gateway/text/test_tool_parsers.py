@@ -177,9 +177,10 @@ def test_hermes_cut_off_call_with_complete_json_is_a_call() -> None:
     assert parse("hermes", ['<tool_call>\n{"name": "f", "arguments": {}}\n']) == ("", [("f", {})])
 
 
-def test_hermes_cut_off_call_is_content() -> None:
-    text = 'Sure.\n<tool_call>\n{"name": "f", "argu'
-    assert parse("hermes", [text]) == (text, [])
+def test_hermes_call_cut_off_by_max_tokens_never_reaches_the_client() -> None:
+    whole = '<tool_call>\n{"name": "g", "arguments": {}}\n</tool_call>\n'
+    text = "Sure.\n" + whole + '<tool_call>\n{"name": "f", "argu'
+    assert parse("hermes", [text]) == ("Sure.", [("g", {})])  # the complete call stays
 
 
 def test_llama3_python_tag_is_dropped() -> None:
@@ -201,11 +202,9 @@ def test_llama3_json_that_is_not_a_call_is_content() -> None:
     assert parse("llama3_json", ['{"answer": 42}']) == ('{"answer": 42}', [])
 
 
-def test_llama3_cut_off_call_is_content() -> None:
-    assert parse("llama3_json", ['{"name": "f", "parameters": {"a"']) == (
-        '{"name": "f", "parameters": {"a"',
-        [],
-    )
+def test_llama3_call_cut_off_by_max_tokens_never_reaches_the_client() -> None:
+    text = '{"name": "g", "parameters": {}}; {"name": "f", "parameters": {"a"'
+    assert parse("llama3_json", [text]) == ("", [("g", {})])
 
 
 def test_llama3_braces_in_strings_do_not_end_a_call() -> None:
@@ -239,6 +238,7 @@ def test_mistral_malformed_call_is_content(text: str) -> None:
     assert parse("mistral", [text]) == (text, [])
 
 
-def test_mistral_cut_off_array_is_content() -> None:
-    text = '[TOOL_CALLS][{"name": "f", "arguments": {}}, {"na'
-    assert parse("mistral", [text]) == (text, [])
+def test_mistral_array_cut_off_by_max_tokens_never_reaches_the_client() -> None:
+    # The array is one unit: cut short, none of its calls is sent (nor its text).
+    text = 'Sure.[TOOL_CALLS][{"name": "f", "arguments": {}}, {"na'
+    assert parse("mistral", [text]) == ("Sure.", [])
