@@ -86,6 +86,14 @@ class ChatMessage(_Wire):
     tool_call_id: str | None = None  # a tool message answers this call
     reasoning_content: str | None = None  # accepted, and not sent back to the model
 
+    @model_validator(mode="after")
+    def _has_content(self) -> ChatMessage:
+        # Only an assistant's turn may be calls alone. Not a ValueError: the 400 passes
+        # through pydantic unwrapped, in plain words.
+        if self.content is None and self.role != "assistant":
+            raise InvalidRequest(f"a {self.role} message needs 'content'", param="messages")
+        return self
+
     def template_dict(self) -> dict[str, Any]:
         """The message as chat templates take it (tool-call arguments as objects)."""
         message: dict[str, Any] = {"role": self.role, "content": self.content or ""}
@@ -327,6 +335,13 @@ class CompletionRequest(SamplingFields):
     )
     logprobs: Annotated[int, Field(ge=0)] | None = None
     echo: bool = False
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _not_empty(cls, prompt: Any) -> Any:
+        if isinstance(prompt, list) and not prompt:  # pydantic would name every union member
+            raise InvalidRequest("'prompt' must not be empty", param="prompt")
+        return prompt
     suffix: str | None = None  # refused: no fill-in-the-middle
     best_of: Annotated[int, Field(ge=1)] | None = None  # refused unless equal to n
 

@@ -16,6 +16,7 @@ from engines.base import Constraint, ConstraintKind, EngineLimits, SamplingParam
 from gateway.errors import InvalidRequest
 from gateway.openai.protocol import CompletionBody, ResponseFormat
 from gateway.serving.lengths import fit_max_tokens
+from gateway.serving.tool_prompts import grammar_problem
 from gateway.settings import Settings
 
 
@@ -87,7 +88,8 @@ def _check(compile_: Callable[[], object], what: str) -> None:
         compile_()
     except Exception as error:  # xgrammar raises RuntimeError, ValueError or its own
         raise InvalidRequest(
-            f"'response_format' has an invalid {what}: {error}", param="response_format"
+            f"'response_format' has an invalid {what}: {grammar_problem(error)}",
+            param="response_format",
         ) from error
 
 

@@ -34,6 +34,11 @@ from gateway.openai.protocol import FunctionDefinition, NamedToolChoice, Tool, T
 _XGRAMMAR_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: ")  # "[01:05:04] /project/cpp/x.cc:83: "
 
 
+def grammar_problem(error: BaseException) -> str:
+    """xgrammar's complaint without the C++ log line's time stamp and source path."""
+    return _XGRAMMAR_PREFIX.sub("", str(error)).strip().rstrip(".")
+
+
 @dataclass(frozen=True, slots=True)
 class _Format:
     """How a format writes calls: head, calls (open, JSON, close) joined by separator, tail."""
@@ -254,7 +259,7 @@ def _schema_problem(schema: str) -> str | None:
     try:
         Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=True)
     except RuntimeError as error:
-        return _XGRAMMAR_PREFIX.sub("", str(error)).strip().rstrip(".")
+        return grammar_problem(error)
     return None
 
 

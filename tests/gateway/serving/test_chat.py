@@ -123,6 +123,8 @@ def test_fields_that_cannot_be_honoured_are_400s(
         ({"model": MODEL, "messages": MESSAGES, "max_tokens": 0}, "max_tokens"),
         ({"model": MODEL, "messages": MESSAGES, "temperature": 3}, "temperature"),
         ({"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": None}]}, "messages"),
+        ({"model": MODEL, "messages": [{"role": "tool", "tool_call_id": "c"}]}, "messages"),
         ({"model": MODEL, "messages": MESSAGES, "stop": ""}, "stop"),
         ({"model": MODEL, "messages": MESSAGES, "stop": ["x"] * 17}, "stop"),
         (
@@ -142,6 +144,18 @@ def test_invalid_requests_are_400_naming_the_field(
     response = post(synthetic_gateway, body)
     assert response.status_code == 400
     assert error_of(response)["param"] == param
+
+
+def test_a_message_without_content_says_so(synthetic_gateway: LiveServer) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": None}]}
+    assert error_of(post(synthetic_gateway, body))["message"] == "a user message needs 'content'"
+    calls_only = {
+        "role": "assistant",
+        "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}],
+    }
+    answered = [*MESSAGES, calls_only, {"role": "tool", "tool_call_id": "c", "content": "ok"}]
+    response = post(synthetic_gateway, {"model": MODEL, "messages": answered, "max_tokens": 1})
+    assert response.status_code == 200  # an assistant's turn may be calls alone
 
 
 def test_malformed_json_is_400(synthetic_gateway: LiveServer) -> None:

@@ -88,6 +88,7 @@ def test_logprobs_columns_line_up_with_the_text(synthetic_gateway: LiveServer) -
     ("fields", "param"),
     [
         ({"prompt": ""}, "prompt"),
+        ({"prompt": []}, "prompt"),
         ({"prompt": [50000]}, "prompt"),
         ({"prompt": "x", "suffix": "y"}, "suffix"),
         ({"prompt": "x", "best_of": 3}, "best_of"),

@@ -122,3 +122,24 @@ def test_a_format_no_grammar_engine_can_compile_is_a_400(response_format: Respon
     with pytest.raises(InvalidRequest) as raised:
         response_constraint(response_format)
     assert raised.value.param == "response_format"
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        (
+            {"type": "object", "properties": {"a": {"type": "nonsense"}}},
+            'Unsupported type "nonsense"',
+        ),
+        ({"type": "object", "required": 5}, "required must be an array"),
+    ],
+)
+def test_an_invalid_schema_says_what_is_wrong_not_where_xgrammar_noticed(
+    schema: dict[str, object], problem: str
+) -> None:
+    response_format = ResponseFormat(
+        type="json_schema", json_schema={"name": "x", "schema": schema}
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        response_constraint(response_format)
+    assert caught.value.message == f"'response_format' has an invalid JSON schema: {problem}"
