@@ -58,24 +58,48 @@ class _DrainingServer(uvicorn.Server):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="trtllm-gateway")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the OpenAI API")
-    serve.add_argument("--engine", choices=["transformers", "synthetic", "trtllm"])
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--config", type=Path, help="a YAML settings file (or GATEWAY_CONFIG)")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
-        server = _server(args)
+        server = _server(settings_of(args))
     except ConfigError as error:  # the same exit status as argparse's usage errors
         print(f"trtllm-gateway: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     server.run()
 
 
-def _server(args: argparse.Namespace) -> uvicorn.Server:
-    settings = Settings.load(args.config, engine=args.engine, host=args.host, port=args.port)
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trtllm-gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the OpenAI API",
+        description="Flags override GATEWAY_* variables, which override the YAML file.",
+    )
+    serve.add_argument("--engine", choices=["transformers", "synthetic", "trtllm"])
+    serve.add_argument("--model", type=Path, help="a local Hugging Face model directory")
+    serve.add_argument("--served-model-name", help="the name clients send as 'model'")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--api-key", action="append", help="a key clients must send (repeat for several)"
+    )
+    serve.add_argument("--config", type=Path, help="a YAML settings file (or GATEWAY_CONFIG)")
+    return parser
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    return Settings.load(
+        args.config,
+        engine=args.engine,
+        model=args.model,
+        served_model_name=args.served_model_name,
+        host=args.host,
+        port=args.port,
+        api_keys=args.api_key,
+    )
+
+
+def _server(settings: Settings) -> uvicorn.Server:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway import cli
+
 SERVE = [sys.executable, "-c", "from gateway.cli import main; main()", "serve"]
 
 
@@ -66,9 +68,9 @@ def test_the_server_runs_on_asyncios_own_loop() -> None:
     """uvloop accepts one connection per loop iteration: on a busy gateway a probe's new
     connection waited seconds in the accept queue (gateway/cli.py)."""
     built = (
-        "import argparse; from gateway import cli; "
-        "args = argparse.Namespace(config=None, engine='synthetic', host=None, port=None); "
-        "config = cli._server(args).config; config.load(); "
+        "from gateway import cli; "
+        "args = cli.parser().parse_args(['serve', '--engine', 'synthetic']); "
+        "config = cli._server(cli.settings_of(args)).config; config.load(); "
         "factory = config.get_loop_factory(); print(factory.__module__, factory.__name__)"
     )
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("GATEWAY_")}
@@ -87,9 +89,9 @@ def test_idle_connections_outlive_a_load_balancers_idle_timeout(
 ) -> None:
     """uvicorn's own 5 s closed connections that balancers still held (the setting's comment)."""
     built = (
-        "import argparse; from gateway import cli; "
-        "args = argparse.Namespace(config=None, engine='synthetic', host=None, port=None); "
-        "print(cli._server(args).config.timeout_keep_alive)"
+        "from gateway import cli; "
+        "args = cli.parser().parse_args(['serve', '--engine', 'synthetic']); "
+        "print(cli._server(cli.settings_of(args)).config.timeout_keep_alive)"
     )
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("GATEWAY_")}
     done = subprocess.run(
@@ -97,3 +99,16 @@ def test_idle_connections_outlive_a_load_balancers_idle_timeout(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(seconds)]
+
+
+def test_the_flags_a_vllm_or_trtllm_serve_user_reaches_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [name for name in os.environ if name.upper().startswith("GATEWAY_")]:
+        monkeypatch.delenv(name)
+    flags = ["serve", "--model", str(tmp_path), "--served-model-name", "llama", "--port", "9001"]
+    settings = cli.settings_of(
+        cli.parser().parse_args([*flags, "--api-key", "k1", "--api-key", "k2"])
+    )
+    assert (settings.model, settings.served_model_name, settings.port) == (tmp_path, "llama", 9001)
+    assert [key.get_secret_value() for key in settings.api_keys] == ["k1", "k2"]
