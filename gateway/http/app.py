@@ -13,6 +13,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -98,12 +99,7 @@ def _lifespan(
         starting = asyncio.create_task(running.start())
         prompts: PromptRenderer | None = None
         try:
-            prompts = await asyncio.to_thread(
-                PromptRenderer,
-                model_dir,
-                settings.chat_template,
-                render_workers=settings.render_workers,
-            )
+            prompts = await asyncio.to_thread(_prompt_renderer, model_dir, settings)
             await starting
             metrics.registry.register(EngineCollector(running.stats, model_name))
             runner = Runner(running, prompts, metrics, settings, model_name, admission, lifecycle)
@@ -120,6 +116,10 @@ def _lifespan(
             await loop_lag.stop()
 
     return lifespan
+
+
+def _prompt_renderer(model_dir: Path, settings: Settings) -> PromptRenderer:
+    return PromptRenderer(model_dir, settings.chat_template, render_workers=settings.render_workers)
 
 
 def _freeze_startup_objects() -> None:
