@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability.test_sigterm import free_port
+from tests.reliability.served import Served, served
 
 BODY = {
     "model": "SmolLM2-135M-Instruct",
@@ -24,34 +23,14 @@ BODY = {
 
 
 @pytest.fixture
-def gateway() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
+def gateway() -> Iterator[Served]:
     env = {
-        **os.environ,
         "GATEWAY_ENGINE": "synthetic",
         "GATEWAY_SYNTHETIC__WORKER": "true",
         "GATEWAY_SYNTHETIC__TOKEN_SECONDS": "0.02",
     }
-    command = [sys.executable, "-c", "from gateway.cli import main; main()", "serve"]
-    process = subprocess.Popen([*command, "--port", str(port)], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not ready(url):
-            assert process.poll() is None and time.monotonic() < deadline, "no start"
-            time.sleep(0.1)
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/ready").status_code == 200
-    except httpx.TransportError:
-        return False
+    with served(env) as process_and_url:
+        yield process_and_url
 
 
 def worker_of(process: subprocess.Popen[bytes]) -> int:
@@ -80,7 +59,7 @@ async def stream(client: httpx.AsyncClient, started: asyncio.Event) -> list[str]
 
 
 async def test_a_killed_worker_ends_every_request_with_an_error_and_fails_health(
-    gateway: tuple[subprocess.Popen[bytes], str],
+    gateway: Served,
 ) -> None:
     process, url = gateway
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -105,7 +84,7 @@ async def test_a_killed_worker_ends_every_request_with_an_error_and_fails_health
 
 
 def test_a_killed_gateway_leaves_no_worker_behind(
-    gateway: tuple[subprocess.Popen[bytes], str],
+    gateway: Served,
 ) -> None:
     process, _ = gateway
     worker = worker_of(process)

@@ -3,54 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.reliability.served import Served, served
+
 STREAMS = 16
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def server_process() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
+def server_process() -> Iterator[Served]:
     env = {
-        **os.environ,
         "GATEWAY_ENGINE": "synthetic",
         "GATEWAY_SYNTHETIC__TOKEN_SECONDS": "0.02",
         "GATEWAY_SHUTDOWN_GRACE_SECONDS": "10",
     }
-    command = [sys.executable, "-c", "from gateway.cli import main; main()", "serve"]
-    process = subprocess.Popen([*command, "--port", str(port)], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "no start"
-            time.sleep(0.1)
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with served(env) as process_and_url:
+        yield process_and_url
 
 
 async def stream(client: httpx.AsyncClient) -> str:
@@ -73,7 +45,7 @@ async def running(client: httpx.AsyncClient) -> float:
 
 
 async def test_sigterm_lets_accepted_streams_finish_and_exits_0(
-    server_process: tuple[subprocess.Popen[bytes], str],
+    server_process: Served,
 ) -> None:
     process, url = server_process
     limits = httpx.Limits(max_connections=STREAMS + 1)
