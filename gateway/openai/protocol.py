@@ -335,6 +335,8 @@ class CompletionRequest(SamplingFields):
     )
     logprobs: Annotated[int, Field(ge=0)] | None = None
     echo: bool = False
+    suffix: str | None = None  # refused: no fill-in-the-middle
+    best_of: Annotated[int, Field(ge=1)] | None = None  # refused unless equal to n
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -342,8 +344,6 @@ class CompletionRequest(SamplingFields):
         if isinstance(prompt, list) and not prompt:  # pydantic would name every union member
             raise InvalidRequest("'prompt' must not be empty", param="prompt")
         return prompt
-    suffix: str | None = None  # refused: no fill-in-the-middle
-    best_of: Annotated[int, Field(ge=1)] | None = None  # refused unless equal to n
 
     @property
     def top_logprobs_count(self) -> int | None:
