@@ -140,7 +140,11 @@ async def test_json_media_types_are_accepted(content_type: bytes) -> None:
         (b"[]", None, "dictionary"),
         (b'{"model": "m", "messages": []}', "messages", "at least 1"),
         (b'{"model": "m", "messages": [{"role": "robot"}]}', "messages.0.role", "system"),
-        (b'{"model": "m", "messages": [{"role": "user"}], "n": 0}', "n", "greater than"),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}',
+            "n",
+            "greater than",
+        ),
     ],
 )
 async def test_invalid_bodies_are_400_naming_the_field(
