@@ -112,6 +112,7 @@ class WorkerEngine:
         except BaseException:  # failed, or cancelled while the model loads: no orphan
             await self._kill()
             self._writer.close()
+            self._writer = None  # `close` has nothing left to tell it
             raise
         self._engine_healthy = True
         self._heard_at = asyncio.get_running_loop().time()

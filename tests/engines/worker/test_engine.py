@@ -222,3 +222,5 @@ async def test_a_worker_that_cannot_start_fails_start_up_with_its_reason(tmp_pat
     with pytest.raises(EngineError, match=r"the engine worker could not start: .*no-model"):
         await engine.start()
     assert engine.pid is not None and not alive(engine.pid)
+    await engine.close()  # as the lifespan does after a failed start: nothing left to do
+    assert not engine.healthy()
