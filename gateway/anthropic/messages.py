@@ -13,6 +13,7 @@ block closes when the other kind, or another call, begins.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -40,9 +41,11 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
 class MessageEvents:
     """The events of one streamed message (a `Chunks` for `gateway.serving.runs`)."""
 
-    def __init__(self, message_id: str, model: str) -> None:
+    def __init__(self, message_id: str, model: str, output_tokens: Callable[[], int]) -> None:
+        """`output_tokens`: the message's count so far, asked for once, as it finishes."""
         self._id = message_id
         self._model = model
+        self._output_tokens = output_tokens
         self._blocks = 0  # content blocks started so far
         self._open: str | None = None  # "text", or "tool:<call index>", while a block is open
 
@@ -84,7 +87,7 @@ class MessageEvents:
 
     def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None) -> bytes:
         reason, sequence = stop_reason(choice)
-        output_tokens = usage["completion_tokens"] if usage is not None else choice.tokens
+        output_tokens = self._output_tokens()
         return b"".join(
             [
                 *self._close(),

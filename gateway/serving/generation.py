@@ -81,8 +81,11 @@ class Generation:
 
     @property
     def running_usage(self) -> Usage:
-        """Usage so far, for `continuous_usage_stats`."""
-        return Usage(len(self._request.prompt_token_ids), self.choice.tokens)
+        """Usage so far, for `continuous_usage_stats`; once finished, the engine's own count
+        (with the stop token it generated and did not send), as the final usage has it."""
+        finished = self._finished
+        completion = self.choice.tokens if finished is None else finished.completion_tokens
+        return Usage(len(self._request.prompt_token_ids), completion)
 
     async def drive(self, sink: Sink) -> None:
         """Run the choice to its end, handing what the client may see to `sink`.

@@ -31,10 +31,11 @@ class Messages:
         run = await self.chat.start(chat, request_id)
         message_id = f"msg_{uuid.uuid4().hex}"
         if body.stream:
-            events = MessageEvents(message_id, body.model)
+            events = MessageEvents(
+                message_id, body.model, lambda: run.usage(running=True).completion_tokens
+            )
             prelude = events.prelude(run.usage(running=True).prompt_tokens)
-            # Continuous usage: the finishing event carries the output token count.
-            return Streamed(run, events, prelude, False, True, Wire.ANTHROPIC)
+            return Streamed(run, events, prelude, False, False, Wire.ANTHROPIC)
         return Whole(run, functools.partial(_body, run, message_id, body.model))
 
     async def count_tokens(self, body: CountTokensRequest) -> dict[str, int]:

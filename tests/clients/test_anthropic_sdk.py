@@ -187,3 +187,17 @@ def test_the_sdk_raises_its_own_errors(synthetic_sdk: anthropic.Anthropic) -> No
         synthetic_sdk.messages.create(model="nope", max_tokens=5, messages=HELLO)
     with pytest.raises(anthropic.BadRequestError):
         synthetic_sdk.messages.create(model=MODEL, max_tokens=0, messages=HELLO)
+
+
+@pytest.mark.model
+def test_a_message_ended_by_eos_counts_the_same_streamed_and_not(
+    model_sdk: anthropic.Anthropic,
+) -> None:
+    """The stop token is generated and counted, never sent: both shapes count it."""
+    request: dict[str, Any] = {"model": MODEL, "max_tokens": 200, "messages": HELLO}
+    whole = model_sdk.messages.create(**request, extra_body=GREEDY)
+    with model_sdk.messages.stream(**request, extra_body=GREEDY) as stream:
+        streamed = stream.get_final_message()
+    assert whole.stop_reason == streamed.stop_reason == "end_turn"
+    assert text_of(streamed) == text_of(whole)
+    assert streamed.usage.output_tokens == whole.usage.output_tokens

@@ -193,8 +193,8 @@ async def test_an_anthropic_stream_fails_with_its_error_event_and_no_done(
     failing: Fixture,
 ) -> None:
     run, ticket = failing.run(max_tokens=10_000)
-    events = MessageEvents("msg_1", "m")
-    streamed = Streamed(run, events, events.prelude(3), False, True, Wire.ANTHROPIC)
+    events = MessageEvents("msg_1", "m", lambda: 9)
+    streamed = Streamed(run, events, events.prelude(3), False, False, Wire.ANTHROPIC)
     client = Client()
     await EventStream(streamed, Settings())(SCOPE, client.receive, client.send)
     body = b"".join(m.get("body", b"") for m in client.messages[1:])
