@@ -52,14 +52,6 @@ log = logging.getLogger(__name__)
 SILENCE_LIMIT_SECONDS = 5.0  # ten heartbeats missed
 _STOP_TIMEOUT_SECONDS = 30.0
 
-Step = tuple[  # a "step" message's items (engines/worker/wire.py)
-    list[tuple[int, list[int], list[TokenLogprob] | None]],
-    list[tuple[int, Finished]],
-    list[tuple[int, EncodedError]],
-    bool,
-    EngineStats | None,
-]
-
 
 class WorkerEngine:
     def __init__(
@@ -191,16 +183,23 @@ class WorkerEngine:
                 message = await read_message(reader)
                 self._heard_at = loop.time()
                 match message:
-                    case ("step", *step):
-                        self._on_step(tuple(step))
+                    case ("step", tokens, finishes, failures, bool(healthy), stats):
+                        self._on_step(tokens, finishes, failures, healthy, stats)
                     case ("stats", EngineStats() as stats, bool(healthy)):
                         self._stats, self._engine_healthy = stats, healthy
         except (asyncio.IncompleteReadError, ConnectionError):
             if not self._closed:
                 self._die(f"the engine worker exited ({await self._exit_status()})")
 
-    def _on_step(self, step: Step) -> None:
-        tokens, finishes, failures, healthy, stats = step
+    def _on_step(
+        self,
+        tokens: list[tuple[int, list[int], list[TokenLogprob] | None]],
+        finishes: list[tuple[int, Finished]],
+        failures: list[tuple[int, EncodedError]],
+        healthy: bool,
+        stats: EngineStats | None,
+    ) -> None:
+        """One "step" message's items (engines/worker/wire.py) into the channels."""
         self._engine_healthy = healthy  # before the failures, which it explains
         if stats is not None:
             self._stats = stats

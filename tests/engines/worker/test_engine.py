@@ -157,6 +157,16 @@ async def test_an_engine_that_dies_turns_unhealthy_with_its_error() -> None:
         await engine.close()
 
 
+async def test_ctrl_c_in_a_terminal_leaves_the_worker_to_the_gateway(engine: WorkerEngine) -> None:
+    """Ctrl-C reaches the whole process group: the gateway drains, then closes its worker."""
+    run = asyncio.ensure_future(collect(engine, request(max_tokens=50)))
+    await asyncio.sleep(0.02)
+    assert engine.pid is not None
+    os.kill(engine.pid, signal.SIGINT)
+    assert merged(await run)[2].completion_tokens == 50
+    assert engine.healthy() and alive(engine.pid)
+
+
 async def test_a_killed_worker_fails_every_open_request_and_the_engine(
     engine: WorkerEngine,
 ) -> None:
