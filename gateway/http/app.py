@@ -159,7 +159,8 @@ def _install_middleware(
     digests = api_key_digests(settings)
     if digests:
         open_paths = ["/health", "/ready"] + ([] if settings.metrics_require_key else ["/metrics"])
-        app.add_middleware(APIKeyAuth, digests=digests, open_paths=open_paths)
+        wires = {path: route.wire for path, route in COMPLETION_ROUTES.items()}
+        app.add_middleware(APIKeyAuth, digests=digests, open_paths=open_paths, wires=wires)
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -73,16 +73,24 @@ class APIKeyAuth:
     """Requires `Authorization: Bearer <key>` (or Anthropic's `x-api-key: <key>`) on every
     path but `open_paths`. A 401 on an Anthropic route takes Anthropic's shape."""
 
-    def __init__(self, app: ASGIApp, digests: tuple[bytes, ...], open_paths: Iterable[str]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        digests: tuple[bytes, ...],
+        open_paths: Iterable[str],
+        wires: Mapping[str, Wire],
+    ):
+        """`wires`: the API each path speaks where it is not OpenAI's (its 401's shape)."""
         self.app = app
         self.digests = digests
         self.open_paths = frozenset(open_paths)
+        self.wires = dict(wires)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths or self._authorized(scope):
             await self.app(scope, receive, send)
             return
-        wire = Wire.ANTHROPIC if scope["path"].startswith("/v1/messages") else Wire.OPENAI
+        wire = self.wires.get(scope["path"], Wire.OPENAI)
         response = http_response(Unauthorized("a valid API key is required"), wire)
         response.headers["WWW-Authenticate"] = "Bearer"
         await response(scope, receive, send)
