@@ -1,4 +1,4 @@
-"""One exception hierarchy, rendered once for HTTP and once for SSE.
+"""One exception hierarchy, rendered once per wire format.
 
     GatewayError
     ├── InvalidRequest           400 invalid_request_error
@@ -15,10 +15,11 @@
     ├── EngineUnavailable        503 service_unavailable, with Retry-After
     └── RequestTimeout           504 timeout
 
-Every layer raises these; `gateway/http/errors.py` is the only place that turns
-them into bytes (`http_response`, `sse_event`). `body(wire)` is the error in each
+Every layer raises these. `body(wire)` is the error in each
 API's own shape: OpenAI's `{"error": {"message", "type", "param", "code"}}`, or on
-Anthropic's routes `{"type": "error", "error": {"type", "message"}}`.
+Anthropic's routes `{"type": "error", "error": {"type", "message"}}`. It reaches the
+wire once per form: as an HTTP response (`gateway/http/errors.py`), or, once a stream
+has begun, as the error event of that stream's framer (`Chunks.error`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from engines.base import FinishReason
+from gateway.errors import GatewayError, Wire
 from gateway.openai.bodies import Collected
 from gateway.text.streaming import ChoiceStream, Delta
 
@@ -106,8 +107,12 @@ class MessageEvents:
     def usage(self, usage: dict[str, Any]) -> bytes:
         return b""  # in message_start and message_delta
 
+    def error(self, error: GatewayError) -> bytes:
+        """Anthropic's `error` event: the stream's last."""
+        return _event("error", error.body(Wire.ANTHROPIC))
+
     def end(self) -> bytes:
-        return b""  # message_stop was the last event
+        return b""  # message_stop or error was the last event
 
     def _enter(self, kind: str, block: dict[str, Any]) -> list[bytes]:
         """Start a block of this kind unless it is the open one."""

@@ -1,4 +1,4 @@
-"""A `GatewayError` on the wire: an HTTP response, or an SSE event once a stream has begun."""
+"""A `GatewayError` as an HTTP response (a stream's framer writes its error event)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,3 @@ def http_response(error: GatewayError, wire: Wire = Wire.OPENAI) -> Response:
         media_type="application/json",
         headers=headers,
     )
-
-
-def sse_event(error: GatewayError, wire: Wire = Wire.OPENAI) -> bytes:
-    """The error as one SSE event once a stream has begun: OpenAI's `data:` frame (then
-    `[DONE]` follows), or Anthropic's `error` event (the stream's last)."""
-    data = orjson.dumps(error.body(wire))
-    if wire is Wire.ANTHROPIC:
-        return b"event: error\ndata: " + data + b"\n\n"
-    return b"data: " + data + b"\n\n"

@@ -30,7 +30,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.errors import ClientDisconnected, GatewayError
 from gateway.http.access_log import Exchange
-from gateway.http.errors import sse_event
 from gateway.serving.generation import Generation
 from gateway.serving.runs import Run, Streamed, Whole
 from gateway.settings import Settings
@@ -90,7 +89,6 @@ class EventStream(_Owner):
         self._prelude = streamed.prelude
         self._include_usage = streamed.include_usage
         self._continuous_usage = streamed.continuous_usage
-        self._wire = streamed.wire
         self._keepalive = settings.sse_keepalive_seconds
         self._send_timeout = settings.send_timeout_seconds
         self._send_body: Callable[[Message], Awaitable[None]] = _unstarted
@@ -149,11 +147,11 @@ class EventStream(_Owner):
             if self._include_usage:
                 await self._emit(self._chunks.usage(self._run.usage().body()))
         except GatewayError as error:
-            await self._emit(sse_event(error, self._wire))
+            await self._emit(self._chunks.error(error))
         except Exception:
             # The stream has begun: the error can only travel as an event.
             log.exception("stream failed")
-            await self._emit(sse_event(GatewayError("internal server error"), self._wire))
+            await self._emit(self._chunks.error(GatewayError("internal server error")))
         end = self._chunks.end()
         if end:
             await self._emit(end)

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from engines.base import FinishReason
+from gateway.errors import GatewayError
 from gateway.openai.logprobs import LogprobFormatter
 from gateway.text.streaming import ChoiceStream, Delta
 from gateway.text.tool_parsers import ToolCallDelta
@@ -43,6 +44,10 @@ class _Frames:
     def usage(self, usage: dict[str, Any]) -> bytes:
         """The last frame before [DONE] when usage is asked for: `choices` is empty."""
         return self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}" + _END
+
+    def error(self, error: GatewayError) -> bytes:
+        """A `data:` frame with OpenAI's error body; [DONE] follows."""
+        return b"data: " + orjson.dumps(error.body()) + _END
 
     def end(self) -> bytes:
         return DONE

@@ -17,7 +17,6 @@ import orjson
 from gateway.anthropic.messages import MessageEvents, message_body
 from gateway.anthropic.protocol import CountTokensRequest, MessagesRequest
 from gateway.anthropic.translate import chat_request
-from gateway.errors import Wire
 from gateway.serving.chat import ChatCompletions
 from gateway.serving.runs import Run, Streamed, Whole
 
@@ -35,7 +34,7 @@ class Messages:
                 message_id, body.model, lambda: run.usage(running=True).completion_tokens
             )
             prelude = events.prelude(run.usage(running=True).prompt_tokens)
-            return Streamed(run, events, prelude, False, False, Wire.ANTHROPIC)
+            return Streamed(run, events, prelude, False, False)
         return Whole(run, functools.partial(_body, run, message_id, body.model))
 
     async def count_tokens(self, body: CountTokensRequest) -> dict[str, int]:

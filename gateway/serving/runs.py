@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from engines.base import Constraint, Engine, GenerationRequest, SamplingParams
-from gateway.errors import InvalidRequest, ModelNotFound, Wire
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.openai.bodies import Collected
 from gateway.openai.protocol import CompletionBody
 from gateway.serving.admission import Admission, Ticket
@@ -40,6 +40,10 @@ class Chunks(Protocol):
     def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None) -> bytes: ...
 
     def usage(self, usage: dict[str, Any]) -> bytes: ...
+
+    def error(self, error: GatewayError) -> bytes:
+        """The event that tells the client its stream failed, once it has begun."""
+        ...
 
     def end(self) -> bytes:
         """The stream's last frame, after its usage or its error ([DONE]; may be empty)."""
@@ -122,7 +126,6 @@ class Streamed:
     prelude: Sequence[bytes]
     include_usage: bool
     continuous_usage: bool
-    wire: Wire = Wire.OPENAI  # the shape of an error event
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from gateway.errors import (
     ModelNotFound,
     UnsupportedParameter,
 )
-from gateway.http.errors import http_response, sse_event
+from gateway.http.errors import http_response
 
 
 @pytest.mark.parametrize(
@@ -34,11 +34,3 @@ def test_http_rendering(error: GatewayError, status: int, kind: str, code: str |
     assert json.loads(bytes(response.body)) == {
         "error": {"message": "m", "type": kind, "param": error.param, "code": code}
     }
-
-
-def test_sse_rendering_is_one_data_frame() -> None:
-    frame = sse_event(EngineUnavailable("gone", code="shutdown"))
-    assert frame.startswith(b"data: ")
-    assert frame.endswith(b"\n\n")
-    assert frame.count(b"\n") == 2
-    assert json.loads(frame[6:])["error"]["code"] == "shutdown"

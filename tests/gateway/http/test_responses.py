@@ -21,7 +21,7 @@ from engines.base import GenerationRequest, SamplingParams
 from engines.settings import SyntheticSettings
 from engines.synthetic import SyntheticEngine
 from gateway.anthropic.messages import MessageEvents
-from gateway.errors import ClientDisconnected, EngineFailure, Wire
+from gateway.errors import ClientDisconnected, EngineFailure
 from gateway.http.responses import EventStream, JSONCompletion
 from gateway.openai.chunks import ChatChunks
 from gateway.serving.admission import Admission, Ticket
@@ -194,7 +194,7 @@ async def test_an_anthropic_stream_fails_with_its_error_event_and_no_done(
 ) -> None:
     run, ticket = failing.run(max_tokens=10_000)
     events = MessageEvents("msg_1", "m", lambda: 9)
-    streamed = Streamed(run, events, events.prelude(3), False, False, Wire.ANTHROPIC)
+    streamed = Streamed(run, events, events.prelude(3), False, False)
     client = Client()
     await EventStream(streamed, Settings())(SCOPE, client.receive, client.send)
     body = b"".join(m.get("body", b"") for m in client.messages[1:])

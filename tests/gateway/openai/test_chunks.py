@@ -7,6 +7,7 @@ from openai.types import Completion
 from openai.types.chat import ChatCompletionChunk
 
 from engines.base import FinishReason, TokenLogprob
+from gateway.errors import EngineUnavailable
 from gateway.openai.chunks import DONE, ChatChunks, CompletionChunks
 from gateway.openai.logprobs import LogprobFormatter
 from gateway.text.streaming import ChoiceStream, Delta
@@ -120,3 +121,11 @@ def test_completion_chunks_parse_as_completions_with_offsets() -> None:
     assert [c["logprobs"]["text_offset"] for c in parsed[1:3]] == [[0], [2]]
     last = Completion.model_validate(payload(frames[-1]))
     assert (last.object, last.choices[0].finish_reason) == ("text_completion", "stop")
+
+
+def test_an_error_is_one_data_frame_in_openais_shape() -> None:
+    frame = ChatChunks("c", 1, "m").error(EngineUnavailable("gone", code="shutdown"))
+    assert frame.startswith(b"data: ")
+    assert frame.endswith(b"\n\n")
+    assert frame.count(b"\n") == 2
+    assert json.loads(frame[6:])["error"]["code"] == "shutdown"
