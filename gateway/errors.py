@@ -6,6 +6,7 @@
     │   └── UnsupportedParameter     code unsupported_parameter
     ├── Unauthorized             401
     ├── ModelNotFound            404
+    ├── ResponseNotFound         404 (a stored response: unknown, deleted or evicted)
     ├── RouteNotFound            404
     ├── MethodNotAllowed         405
     ├── BodyTooLarge             413
@@ -128,6 +129,12 @@ class ModelNotFound(GatewayError):
     status_code = 404
     error_type = "invalid_request_error"
     default_code = "model_not_found"
+
+
+class ResponseNotFound(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "response_not_found"
 
 
 class RouteNotFound(GatewayError):

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     max_choices: PositiveInt = 16  # n
     max_prompts: PositiveInt = 64  # prompts in one text completion request
 
+    # Stored responses (`/v1/responses` with `store`), kept in memory only: a restart
+    # loses them. Past either bound the oldest go first.
+    stored_responses: int = Field(default=10_000, ge=0)
+    stored_response_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+
     # How this model writes tool calls and reasoning (gateway/text/tool_parsers.py and
     # gateway/text/reasoning.py). A template without tool support gets the tools from a
     # system prompt in this format.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -28,6 +29,7 @@ from gateway.openai.protocol import (
     DetokenizeRequest,
     TokenizeRequest,
 )
+from gateway.responses.protocol import ResponsesRequest
 
 
 class ErrorDetail(BaseModel):
@@ -124,9 +126,36 @@ async def count_tokens(
     return JSONResponse(await svc.messages.count_tokens(body))
 
 
+@router.post(
+    "/v1/responses",
+    response_model=None,
+    responses={200: {"content": {"text/event-stream": {}}}, 400: _ERROR},
+)
+async def create_response(
+    body: ResponsesRequest, svc: ServicesDep, request_id: RequestIdDep
+) -> Response:
+    if not svc.engine.healthy():
+        raise EngineUnavailable("the engine is not ready")
+    return respond(await svc.responses.create(body, request_id), svc.settings)
+
+
+@router.get("/v1/responses/{response_id}", responses={404: _ERROR})
+async def retrieve_response(response_id: str, svc: ServicesDep) -> Response:
+    """A stored response (kept in memory: a restart loses it)."""
+    return Response(
+        orjson.dumps(svc.responses.retrieve(response_id)), media_type="application/json"
+    )
+
+
+@router.delete("/v1/responses/{response_id}", responses={404: _ERROR})
+async def delete_response(response_id: str, svc: ServicesDep) -> dict[str, Any]:
+    return svc.responses.delete(response_id)
+
+
 COMPLETION_ROUTES = {
     "/v1/chat/completions": CompletionRoute(ChatCompletionRequest, chat_completions),
     "/v1/completions": CompletionRoute(CompletionRequest, completions),
+    "/v1/responses": CompletionRoute(ResponsesRequest, create_response),
     "/v1/messages": CompletionRoute(MessagesRequest, messages, Wire.ANTHROPIC),
     "/v1/messages/count_tokens": CompletionRoute(CountTokensRequest, count_tokens, Wire.ANTHROPIC),
 }

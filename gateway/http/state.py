@@ -13,6 +13,8 @@ from gateway.serving.lifecycle import Lifecycle
 from gateway.serving.messages import Messages
 from gateway.serving.metrics import Metrics
 from gateway.serving.prompts import PromptRenderer
+from gateway.serving.response_store import ResponseStore
+from gateway.serving.responses import Responses
 from gateway.serving.runs import Runner
 from gateway.settings import Settings
 
@@ -23,6 +25,7 @@ class Services:
     chat: ChatCompletions
     completions: Completions
     messages: Messages
+    responses: Responses
     prompts: PromptRenderer
     metrics: Metrics
     model_name: str
@@ -37,6 +40,12 @@ class Services:
             chat,
             Completions(runner),
             Messages(chat),
+            Responses(
+                chat,
+                ResponseStore(
+                    runner.settings.stored_responses, runner.settings.stored_response_bytes
+                ),
+            ),
             runner.prompts,
             runner.metrics,
             runner.model_name,
