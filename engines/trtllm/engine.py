@@ -209,6 +209,7 @@ class TrtllmEngine:
             "kv_cache_config": api.kv_cache_config_cls(
                 enable_block_reuse=s.enable_block_reuse,
                 free_gpu_memory_fraction=s.free_gpu_memory_fraction,
+                max_tokens=s.kv_cache_max_tokens,
             ),
             "enable_chunked_prefill": s.enable_chunked_prefill,
             "tensor_parallel_size": s.tensor_parallel_size,
