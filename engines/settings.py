@@ -59,6 +59,9 @@ class TrtllmSettings(_Section):
     # model directory's Hugging Face checkpoint runs on the PyTorch backend.
     engine_dir: Path | None = None
     free_gpu_memory_fraction: float = Field(default=0.9, gt=0, le=1)  # of free memory, for KV
+    # A cap on the KV cache in tokens (Triton's max_tokens_in_paged_kv_cache); with the
+    # fraction above, the smaller of the two wins. None: the fraction alone.
+    kv_cache_max_tokens: PositiveInt | None = None
     enable_block_reuse: bool = True  # requests sharing a prompt prefix reuse its KV blocks
     max_batch_size: PositiveInt | None = None
     max_num_tokens: PositiveInt | None = None  # tokens per engine step

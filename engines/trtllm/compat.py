@@ -8,15 +8,18 @@ are checked against that model's fields before the call.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from engines.base import EngineError, EngineLimits
+from engines.trtllm.releases import Feature, torch_sampler_refusals
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ class TrtllmApi:
     request_error_cls: type[Exception]  # a failed request, as opposed to a failed executor
     llm_fields: frozenset[str]
     sampling_fields: frozenset[str]  # the keywords this version's SamplingParams takes
+    # The values its `generation_config` keyword accepts; empty where it has none.
+    generation_configs: frozenset[str]
     on_engine: bool  # prebuilt TensorRT engine rather than a checkpoint
     torch: Any  # tensorrt_llm's own dependency, for embedding_bias
 
@@ -65,37 +70,50 @@ def load_api(*, on_engine: bool) -> TrtllmApi:
         kv_cache_config_cls=llmapi.KvCacheConfig,
         request_error_cls=llmapi.RequestError,
         llm_fields=frozenset(args_cls.model_fields),
+        generation_configs=_literal_values(args_cls.model_fields.get("generation_config")),
         sampling_fields=frozenset(inspect.signature(llmapi.SamplingParams).parameters),
         on_engine=on_engine,
         torch=importlib.import_module("torch"),
     )
 
 
-def refusals(api: TrtllmApi, *, guided: bool, gathers_logits: bool) -> dict[str, str]:
-    """The request features this engine cannot serve, each with what the client is told.
-
-    Keys: "constraint", "logprobs" and "penalty" (presence or frequency).
-    """
+def refusals(api: TrtllmApi, *, guided: bool, gathers_logits: bool) -> dict[Feature, str]:
+    """The request features this engine cannot serve, each with what the client is told."""
     release = f"tensorrt_llm {api.version}"
-    refused: dict[str, str] = {}
+    # The C++ decoder of prebuilt engines applies penalties, seeds and min_tokens.
+    refused = {} if api.on_engine else torch_sampler_refusals(api.version)
     if "guided_decoding_backend" not in api.llm_fields:
-        refused["constraint"] = f"{release} has no guided decoding"
+        refused[Feature.CONSTRAINT] = f"{release} has no guided decoding"
     elif not guided:
-        refused["constraint"] = "guided decoding is off on this server (trtllm.guided_decoding)"
+        refused[Feature.CONSTRAINT] = (
+            "guided decoding is off on this server (trtllm.guided_decoding)"
+        )
     if api.on_engine and not gathers_logits:
         # The TensorRT backend computes logprobs from each step's logits, returned only if asked.
-        refused["logprobs"] = (
+        refused[Feature.LOGPROBS] = (
             "this server's engine returns no logits to compute logprobs from "
             "(trtllm.gather_generation_logits)"
         )
     elif not api.on_engine and "logprobs_mode" not in api.sampling_fields:
         # Before logprobs_mode the PyTorch sampler reported the top k only, often without
         # the sampled token, and nothing for k = 0.
-        refused["logprobs"] = f"{release} does not report the sampled token's logprob"
+        refused[Feature.LOGPROBS] = f"{release} does not report the sampled token's logprob"
     if "prompt_ignore_length" not in api.sampling_fields:
         # Without it TensorRT-LLM counts prompt tokens too; OpenAI counts the output only.
-        refused["penalty"] = f"{release} applies presence and frequency penalties to the prompt"
+        refused.setdefault(
+            Feature.PENALTY, f"{release} applies presence and frequency penalties to the prompt"
+        )
     return refused
+
+
+def _literal_values(field: Any) -> frozenset[str]:
+    """The strings a pydantic field's `Literal[...]` annotation allows (optional or not)."""
+    annotation = getattr(field, "annotation", None)
+    values: set[str] = set()
+    for arm in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arm) is typing.Literal:
+            values.update(str(value) for value in typing.get_args(arm))
+    return frozenset(values)
 
 
 def _import_trtllm() -> ModuleType:
@@ -164,3 +182,40 @@ def _first(*values: int | None) -> int:
         if value is not None:
             return value
     raise EngineError("tensorrt_llm did not report its batch limits")
+
+
+def fit_kv_cache(limits: EngineLimits, record: Mapping[str, Any]) -> EngineLimits:
+    """`limits` lowered to the tokens one sequence can hold in the KV cache, if fewer.
+
+    The PyTorch executor lowers max_seq_len to what the cache it allocated can hold
+    (pyexecutor `KvCacheCreator`) without writing it back to `llm.args`; an iteration stats
+    record (`kvCacheStats`: maxNumBlocks x tokensPerBlock) tells what it holds.
+    """
+    kv = record.get("kvCacheStats") or {}
+    capacity = int(kv.get("maxNumBlocks", 0)) * int(kv.get("tokensPerBlock", 0))
+    if capacity <= 1 or capacity >= limits.max_seq_len:
+        return limits
+    max_input_len = min(limits.max_input_len, capacity - 1)
+    return dataclasses.replace(limits, max_seq_len=capacity, max_input_len=max_input_len)
+
+
+def worker_alive(llm: Any) -> bool:
+    """Whether the executor still runs, found out without submitting a request.
+
+    Newer releases answer `_check_health()`, which trtllm-serve's /health asks. 1.x only
+    notes a dead worker process in its proxy's `_error_queue` (executor/proxy.py
+    `mpi_done_callback`, once the worker's MPI future is done) and raises it at the next
+    submission. The single-process executor has neither: it dies with the gateway.
+    """
+    check = getattr(llm, "_check_health", None)
+    try:
+        if callable(check):
+            return bool(check())
+        executor = getattr(llm, "_executor", None)
+        if any(future.done() for future in getattr(executor, "mpi_futures", None) or ()):
+            return False
+        errors = getattr(executor, "_error_queue", None)
+        return errors is None or bool(errors.empty())
+    except Exception:
+        log.exception("asking TensorRT-LLM whether its executor runs failed")
+        return False

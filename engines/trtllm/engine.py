@@ -36,7 +36,16 @@ from engines.base import (
 )
 from engines.channel import TokenChannel
 from engines.settings import TrtllmSettings
-from engines.trtllm.compat import TrtllmApi, cached_tokens, load_api, read_limits, refusals
+from engines.trtllm.compat import (
+    TrtllmApi,
+    cached_tokens,
+    fit_kv_cache,
+    load_api,
+    read_limits,
+    refusals,
+    worker_alive,
+)
+from engines.trtllm.releases import Feature
 from engines.trtllm.sampling import Support, sampling_params, token_logprobs
 
 log = logging.getLogger(__name__)
@@ -80,6 +89,11 @@ class _Live:
         self.channel = TokenChannel(self.top_logprobs is not None, on_abandon=self.result.abort)
 
     def step(self, output: Any) -> None:
+        # Since NVIDIA/TensorRT-LLM#13119 a failed request ends with `.error` set, unraised.
+        error = getattr(output, "error", None)
+        if error:
+            self.channel.fail(EngineRequestError(f"TensorRT-LLM refused the request: {error}"))
+            return
         completion = output.outputs[0]
         ids = list(completion.token_ids_diff)  # a copy: the next step mutates the lists
         if not output.finished:
@@ -122,15 +136,17 @@ class TrtllmEngine:
         self._stats_task: asyncio.Task[None] | None = None
         self._stats_rearmed = False
         self._stats_broken = False
+        self._kv_checked = False  # the limits were checked against the KV cache's size
 
     @property
     def name(self) -> str:
         return "trtllm"
 
     async def start(self) -> None:
-        api = load_api(on_engine=self._settings.engine_dir is not None)
-        kwargs = api.llm_kwargs(self._llm_kwargs(api))
         self._choose_worker_process()
+        # The import loads torch, MPI and CUDA libraries: seconds the event loop keeps.
+        api = await asyncio.to_thread(load_api, on_engine=self._settings.engine_dir is not None)
+        kwargs = api.llm_kwargs(self._llm_kwargs(api))
         model = self._settings.engine_dir or self._model_dir
         support = self._find_support(api, kwargs)
         try:
@@ -161,7 +177,18 @@ class TrtllmEngine:
         await asyncio.to_thread(llm.shutdown)
 
     def healthy(self) -> bool:
-        return self._llm is not None and not self._failed
+        """Asks the executor each time: /health notices a dead worker without traffic."""
+        if self._llm is None or self._failed:
+            return False
+        if not worker_alive(self._llm):
+            self._failed = True
+            log.error("TensorRT-LLM's executor is gone: the engine is unhealthy")
+            # Their results would never come: end them now, not at their deadlines.
+            for live in list(self._live):
+                live.channel.fail(EngineError("TensorRT-LLM's executor is gone"))
+                if live.task is not None:
+                    live.task.cancel()
+        return not self._failed
 
     def limits(self) -> EngineLimits:
         if self._limits is None:
@@ -182,6 +209,7 @@ class TrtllmEngine:
             "kv_cache_config": api.kv_cache_config_cls(
                 enable_block_reuse=s.enable_block_reuse,
                 free_gpu_memory_fraction=s.free_gpu_memory_fraction,
+                max_tokens=s.kv_cache_max_tokens,
             ),
             "enable_chunked_prefill": s.enable_chunked_prefill,
             "tensor_parallel_size": s.tensor_parallel_size,
@@ -194,10 +222,16 @@ class TrtllmEngine:
             # tokenizer (the HF directory: an engine directory has none).
             wanted |= {"guided_decoding_backend": "xgrammar", "skip_tokenizer_init": False}
             wanted["tokenizer"] = str(self._model_dir)
-        if "generation_config" in api.llm_fields:
+        if "trtllm" in api.generation_configs:
             # Newer releases can fill unset sampling fields from generation_config.json: the
             # contract's neutral penalties must stay neutral.
             wanted["generation_config"] = "trtllm"
+        elif api.generation_configs:
+            log.warning(
+                "tensorrt_llm %s's generation_config takes %s, not 'trtllm': left at its default",
+                api.version,
+                ", ".join(sorted(api.generation_configs)),
+            )
         if api.on_engine:
             wanted["gather_generation_logits"] = s.gather_generation_logits or None
         else:
@@ -229,7 +263,7 @@ class TrtllmEngine:
         )
         vocab_size = self._vocab_size()
         if vocab_size is None:
-            refused["logit_bias"] = "the model's config.json gives no vocab_size"
+            refused[Feature.LOGIT_BIAS] = "the model's config.json gives no vocab_size"
         return Support(vocab_size, refused)
 
     def _vocab_size(self) -> int | None:
@@ -309,11 +343,27 @@ class TrtllmEngine:
                 stats.mark_undone()
                 async for record in stats:
                     self._stats = stats_from(record)
+                    self._fit_limits(record)
         except Exception:
             self._stats_broken = True  # once, not once per request
             log.exception("reading TensorRT-LLM iteration stats failed; stats() stays still")
         if not self._live:  # the last record predates the last requests' end
             self._stats = dataclasses.replace(self._stats, running=0, waiting=0)
+
+    def _fit_limits(self, record: Mapping[str, Any]) -> None:
+        """Once, from the first record that tells the KV cache's size."""
+        if self._kv_checked or self._limits is None or "kvCacheStats" not in record:
+            return
+        self._kv_checked = True
+        fitted = fit_kv_cache(self._limits, record)
+        if fitted != self._limits:
+            log.warning(
+                "the KV cache holds %d tokens per sequence, fewer than max_seq_len %d: serving %s",
+                fitted.max_seq_len,
+                self._limits.max_seq_len,
+                fitted,
+            )
+            self._limits = fitted
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -4,6 +4,8 @@ What TensorRT-LLM does differently, and how the mapping makes up for it:
 
 * min_tokens holds back the end id only (stop words stay live), and masks vocabulary
   entry -1 when the end id is -1. It is passed for a single stop id, refused for several.
+* What a release's sampler would silently skip (engines/trtllm/releases.py) is refused:
+  a seed only where it matters, when the request samples rather than decodes greedily.
 * Presence and frequency penalties count prompt tokens unless `prompt_ignore_length`
   skips them; repetition counts them, as the contract wants.
 * logprobs=0 means none on the TensorRT backend and before 1.3 (it is falsy): 1 is
@@ -26,6 +28,7 @@ from engines.base import (
     SamplingParams,
     TokenLogprob,
 )
+from engines.trtllm.releases import Feature
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +36,7 @@ class Support:
     """What the running engine can do per request, found out once at start."""
 
     vocab_size: int | None  # logits per step; None: unknown, so logit_bias is refused
-    refused: Mapping[str, str]  # feature -> why (see engines.trtllm.compat.refusals)
+    refused: Mapping[Feature, str]  # feature -> why (see engines.trtllm.compat.refusals)
 
 
 def sampling_params(api: Any, support: Support, request: GenerationRequest, max_tokens: int) -> Any:
@@ -73,10 +76,14 @@ _GUIDES = {
 
 def _check(support: Support, sampling: SamplingParams) -> None:
     asked = {
-        "constraint": sampling.constraint is not None,
-        "logprobs": sampling.logprobs is not None,
-        "penalty": bool(sampling.presence_penalty or sampling.frequency_penalty),
-        "logit_bias": bool(sampling.logit_bias),
+        Feature.CONSTRAINT: sampling.constraint is not None,
+        Feature.LOGPROBS: sampling.logprobs is not None,
+        Feature.PENALTY: bool(sampling.presence_penalty or sampling.frequency_penalty),
+        Feature.REPETITION_PENALTY: sampling.repetition_penalty != 1.0,
+        Feature.SEED: sampling.seed is not None and not _greedy(sampling),
+        # Without stop ids nothing is held back (and no min_tokens is sent).
+        Feature.MIN_TOKENS: bool(sampling.min_tokens and sampling.stop_token_ids),
+        Feature.LOGIT_BIAS: bool(sampling.logit_bias),
     }
     for feature, wanted in asked.items():
         if wanted and feature in support.refused:
@@ -86,6 +93,10 @@ def _check(support: Support, sampling: SamplingParams) -> None:
             "min_tokens: TensorRT-LLM holds back one end id only, and this request has "
             f"{len(sampling.stop_token_ids)} stop token ids"
         )
+
+
+def _greedy(sampling: SamplingParams) -> bool:
+    return sampling.temperature == 0 or sampling.top_k == 1
 
 
 def _choice(sampling: SamplingParams) -> dict[str, Any]:

@@ -298,7 +298,8 @@ def test_tensor_parallel_config_uses_the_worker_processes(clean_environment: Non
     assert trtllm.single_process is False
 
 
-def test_engine_config_leaves_the_built_limits_alone(clean_environment: None) -> None:
-    trtllm = Settings.load(ROOT / "config" / "llama-3.1-8b-engine-1.2.yaml").trtllm
+@pytest.mark.parametrize("name", ["llama-3.1-8b-engine-1.2", "llama-3.1-8b-int8-wo-engine-1.2"])
+def test_engine_configs_leave_the_built_limits_alone(name: str, clean_environment: None) -> None:
+    trtllm = Settings.load(ROOT / "config" / f"{name}.yaml").trtllm
     assert trtllm.engine_dir is not None
     assert (trtllm.max_seq_len, trtllm.max_batch_size, trtllm.max_num_tokens) == (None,) * 3

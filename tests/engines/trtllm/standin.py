@@ -34,6 +34,18 @@ executor/executor.py and batch_manager/llmRequest.cpp:
 * `get_stats_async` yields nothing before the first request; then one shared queue of
   per-step JSON records that stops after `timeout` idle seconds until a request re-arms it.
 
+What differs per release (the flags of `StandinConfig`; tests/engines/trtllm/
+test_releases.py has a preset per release), on the PyTorch backend's sampler only, the
+C++ decoder of prebuilt engines doing all of it:
+
+* penalties ignored (`sampler_penalties`; applied, a token already generated is not
+  repeated), a request's seed ignored for the executor's one generator (`sampler_seed`),
+  min_tokens ignored or counted over prompt plus output (`sampler_min_tokens`).
+* The executor lowers max_seq_len to the KV cache's `kv_blocks x tokens_per_block`.
+* `kill_worker()`: 1.x notes the dead worker in the proxy's `_error_queue` and its MPI
+  future, and raises at the next submission; with `check_health`, `_check_health()` is
+  false. With `errors_on_result` a failed request ends with `.error` set, unraised.
+
 Runs on the event loop with real sleeps between steps. Output ids are deterministic:
 position i echoes the prompt as `token_base + prompt[i % len(prompt)] % token_span`, and
 with `eos_after=n` position n is the end id. The vocabulary size is the checkpoint's (or
@@ -43,15 +55,19 @@ the engine's) `vocab_size`, `token_base + token_span` if it has none.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import enum
 import json
+import queue
+import random
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Any, ClassVar
+from types import ModuleType, SimpleNamespace
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -64,9 +80,17 @@ from tests.engines.trtllm.standin_sampling import (
 )
 
 
+class MinTokens(enum.Enum):
+    IGNORED = enum.auto()  # before NVIDIA/TensorRT-LLM#7808
+    WHOLE_SEQUENCE = enum.auto()  # prompt plus output, before #12166
+    OUTPUT = enum.auto()
+
+
 @dataclass(frozen=True)
 class StandinConfig:
-    version: str = "1.2.0"
+    # The defaults have every feature: a release that never was, with the engine backend
+    # and a PyTorch sampler that does everything. Real releases are presets in tests.
+    version: str = "1.4.0rc1"
     engine_backend: bool = True  # ships tensorrt_llm._tensorrt_engine (1.2 and older)
     missing_fields: frozenset[str] = frozenset()  # LLM keywords this "release" lacks
     missing_sampling: frozenset[str] = frozenset()  # SamplingParams fields it lacks
@@ -78,6 +102,12 @@ class StandinConfig:
     reject_token: int | None = None  # the executor fails prompts holding this id
     tokens_per_block: int = 4
     kv_blocks: int = 4096
+    sampler_penalties: bool = True
+    sampler_seed: bool = True
+    sampler_min_tokens: MinTokens = MinTokens.OUTPUT
+    check_health: bool = False  # LLM._check_health(), newest releases
+    errors_on_result: bool = False  # NVIDIA/TensorRT-LLM#13119
+    generation_configs: tuple[str, ...] = ("auto", "trtllm")  # what generation_config takes
 
 
 class RequestError(RuntimeError):
@@ -166,6 +196,7 @@ class RequestOutput:
         self.sampling_params = params
         self.outputs = [CompletionOutput(0)]
         self.cached_tokens = 0
+        self.error: str | None = None
         self.abort_steps: list[int] = []  # the executor step at each abort() call
         self._done = False
         self._responses: asyncio.Queue[_Response] = asyncio.Queue()
@@ -191,7 +222,11 @@ class RequestOutput:
 
     def _handle(self, response: _Response) -> None:
         if response.error is not None:
-            raise RequestError(response.error)
+            assert self._executor is not None
+            if not self._executor.config.errors_on_result:
+                raise RequestError(response.error)
+            self.error, self._done = response.error, True
+            return
         output = self.outputs[0]
         output._last_token_ids_len = len(output.token_ids)
         output.token_ids.extend(response.new_tokens)
@@ -264,6 +299,8 @@ class _Sequence:
     pending: list[int] = field(default_factory=list)
     pending_logprobs: list[dict[int, Logprob] | float] = field(default_factory=list)
     cancelled: bool = False
+    seen: set[int] = field(default_factory=set)  # generated ids, for penalties
+    rng: random.Random | None = None  # its seed's generator, where the sampler has one
 
     @property
     def prompt(self) -> list[int]:
@@ -285,6 +322,7 @@ class _Executor:
         self.task: asyncio.Task[None] | None = None
         self.gate = asyncio.Event()  # clear it to hold the executor between steps
         self.gate.set()
+        self.rng = random.Random(0)  # TorchSampler's one generator, without per-request seeds
 
     def submit(self, sequence: _Sequence) -> None:
         sequence.output._executor = self
@@ -329,6 +367,8 @@ class _Executor:
             sequence.output.sampling_params.max_tokens, self.max_seq_len - len(prompt)
         )
         sequence.cached_tokens = self._reuse(prompt) * self.config.tokens_per_block
+        seed = sequence.output.sampling_params.seed
+        sequence.rng = None if seed is None else random.Random(seed)
         self.running.append(sequence)
 
     def _refusal(self, sequence: _Sequence) -> str | None:
@@ -389,14 +429,45 @@ class _Executor:
         bias = params.embedding_bias
         if bias is not None and bias.max() >= 100:
             return int(bias.argmax())
-        end_id, eos_after = _end_id(params), self.config.eos_after
-        # min_tokens bans the end id until that many tokens are out.
-        eos_at = None if eos_after is None else max(eos_after, params.min_tokens or 0)
-        if sequence.generated == eos_at and end_id >= 0:
-            return end_id
+        if sequence.generated == self._eos_at(sequence) and _end_id(params) >= 0:
+            return _end_id(params)
+        token = self._sampled(sequence)
+        sequence.seen.add(token)
+        return token
+
+    @property
+    def _cpp_decoder(self) -> bool:
+        return isinstance(self.llm, _TrtLLM)
+
+    def _eos_at(self, sequence: _Sequence) -> int | None:
+        """min_tokens bans the end id until that many tokens are out, as the sampler counts."""
+        if self.config.eos_after is None:
+            return None
+        min_tokens = sequence.output.sampling_params.min_tokens or 0
+        mode = MinTokens.OUTPUT if self._cpp_decoder else self.config.sampler_min_tokens
+        if mode is MinTokens.IGNORED:
+            min_tokens = 0
+        elif mode is MinTokens.WHOLE_SEQUENCE:
+            min_tokens -= len(sequence.prompt)
+        return max(self.config.eos_after, min_tokens)
+
+    def _sampled(self, sequence: _Sequence) -> int:
+        """A seeded draw where a seed is given, else the prompt echoed."""
+        params, base, span = (
+            sequence.output.sampling_params,
+            self.config.token_base,
+            self.config.token_span,
+        )
+        if params.seed is not None and params.top_k != 1:
+            honoured = self._cpp_decoder or self.config.sampler_seed
+            rng = sequence.rng if honoured and sequence.rng is not None else self.rng
+            return base + rng.randrange(span)
         prompt = sequence.prompt
-        echoed = prompt[sequence.generated % len(prompt)]
-        return self.config.token_base + echoed % self.config.token_span
+        token = base + prompt[sequence.generated % len(prompt)] % span
+        if (self._cpp_decoder or self.config.sampler_penalties) and _penalized(params):
+            while token in sequence.seen and len(sequence.seen) < span:
+                token = base + (token - base + 1) % span
+        return token
 
     def _respond(self, sequence: _Sequence, finish: str | None) -> None:
         tokens, sequence.pending = sequence.pending, []
@@ -432,6 +503,20 @@ class _Executor:
         self.stats.put(json.dumps(record))
 
 
+def _penalized(params: Any) -> bool:
+    repetition = getattr(params, "repetition_penalty", None)
+    others = (getattr(params, name, None) for name in ("presence_penalty", "frequency_penalty"))
+    return repetition not in (None, 1.0) or any(others)
+
+
+class _WorkerProxy:
+    """executor/proxy.py's GenerationExecutorProxy, as far as a dead worker shows (1.x)."""
+
+    def __init__(self) -> None:
+        self.mpi_futures: list[concurrent.futures.Future[None]] = [concurrent.futures.Future()]
+        self._error_queue: queue.Queue[BaseException] = queue.Queue()
+
+
 def _end_id(params: Any) -> int:
     """What the worker sends the executor: -1 for ignore_eos (base_worker.py)."""
     return -1 if params.ignore_eos or params.end_id is None else int(params.end_id)
@@ -453,7 +538,7 @@ class _BaseLLM:
         if kwargs.get("guided_decoding_backend") and skip_tokenizer_init:
             # xgrammar's tokenizer info is built from the LLM's tokenizer, None here.
             raise AssertionError("guided decoding needs the tokenizer")
-        if kwargs.get("generation_config", "auto") not in ("auto", "trtllm"):
+        if kwargs.get("generation_config", "auto") not in self.standin.config.generation_configs:
             raise ValueError(f"invalid generation_config: {kwargs['generation_config']}")
         self.kwargs = dict(kwargs, skip_tokenizer_init=skip_tokenizer_init)
         self.model = Path(model)
@@ -461,6 +546,7 @@ class _BaseLLM:
         self.requests: list[RequestOutput] = []
         self.shutdown_calls = 0
         self.stats_calls = 0
+        self._executor = _WorkerProxy()
         self.args = self._args(kwargs)
         self.executor = _Executor(self, *self._executor_lengths())
         config = self.standin.config
@@ -489,11 +575,24 @@ class _BaseLLM:
     def _check_arguments(self, prompt_len: int, params: Any) -> None:
         raise NotImplementedError
 
+    def kill_worker(self) -> None:
+        """The executor's worker process dies: running requests get no more responses."""
+        error = RuntimeError("the MPI worker exited")
+        self._executor.mpi_futures[0].set_exception(error)
+        self._executor._error_queue.put_nowait(error)
+        if self.executor.task is not None:
+            self.executor.task.cancel()
+
+    def _worker_alive(self) -> bool:  # `_check_health` on releases that have it
+        return not self._executor.mpi_futures[0].done()
+
     def generate_async(
         self, inputs: Any, sampling_params: Any = None, streaming: bool = False
     ) -> RequestOutput:
         if self.shutdown_calls:
             raise RuntimeError("LLM is shutting down")
+        if not self._executor._error_queue.empty():  # proxy.py `_handle_background_error`
+            raise self._executor._error_queue.get_nowait()
         params = sampling_params or self.standin.sampling_params_cls()
         if params.end_id is None:
             if self.tokenizer is None:
@@ -546,6 +645,9 @@ class _TorchLLM(_BaseLLM):
         if max_seq_len is None:
             config = json.loads((self.model / "config.json").read_text())
             max_seq_len = int(config["max_position_embeddings"])
+        # KvCacheCreator lowers it to what the cache holds, and llm.args never learns.
+        capacity = self.standin.config.kv_blocks * self.standin.config.tokens_per_block
+        max_seq_len = min(max_seq_len, capacity)
         return max_seq_len, max_seq_len - 1
 
     def _vocab_size(self) -> int | None:
@@ -636,8 +738,11 @@ def _modules(standin: Standin) -> dict[str, ModuleType]:
     config = standin.config
     torch_fields = _TORCH_FIELDS - config.missing_fields
     trt_fields = _TRT_FIELDS - config.missing_fields
-    torch_llm = type("LLM", (_TorchLLM,), {"standin": standin, "args_fields": torch_fields})
-    trt_llm = type("_TrtLLM", (_TrtLLM,), {"standin": standin, "args_fields": trt_fields})
+    health = {"_check_health": _BaseLLM._worker_alive} if config.check_health else {}
+    torch_llm = type(
+        "LLM", (_TorchLLM,), {"standin": standin, "args_fields": torch_fields, **health}
+    )
+    trt_llm = type("_TrtLLM", (_TrtLLM,), {"standin": standin, "args_fields": trt_fields, **health})
     standin.sampling_params_cls = sampling = sampling_params_cls(config.missing_sampling)
     modules = {
         "tensorrt_llm": _module(
@@ -655,8 +760,8 @@ def _modules(standin: Standin) -> dict[str, ModuleType]:
         ),
         "tensorrt_llm.llmapi.llm_args": _module(
             "tensorrt_llm.llmapi.llm_args",
-            TorchLlmArgs=_args_model(torch_fields),
-            TrtLlmArgs=_args_model(trt_fields),
+            TorchLlmArgs=_args_model(torch_fields, config.generation_configs),
+            TrtLlmArgs=_args_model(trt_fields, config.generation_configs),
         ),
     }
     if config.engine_backend:
@@ -673,6 +778,10 @@ def _module(name: str, **attributes: Any) -> ModuleType:
     return module
 
 
-def _args_model(fields: frozenset[str]) -> type:
-    """A pydantic args model as far as feature detection sees it: its field names."""
-    return type("LlmArgs", (), {"model_fields": dict.fromkeys(fields)})
+def _args_model(fields: frozenset[str], generation_configs: tuple[str, ...]) -> type:
+    """A pydantic args model as far as feature detection sees it: its fields' annotations."""
+    annotations: dict[str, Any] = dict.fromkeys(fields, Any)
+    if "generation_config" in fields:
+        annotations["generation_config"] = Literal[generation_configs]
+    model_fields = {name: SimpleNamespace(annotation=kind) for name, kind in annotations.items()}
+    return type("LlmArgs", (), {"model_fields": model_fields})

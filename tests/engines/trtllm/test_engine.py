@@ -230,7 +230,10 @@ async def test_a_checkpoint_runs_on_the_pytorch_llm_with_the_configured_knobs(
     tmp_path: Path,
 ) -> None:
     settings = TrtllmSettings(
-        free_gpu_memory_fraction=0.5, max_batch_size=16, tensor_parallel_size=2
+        free_gpu_memory_fraction=0.5,
+        kv_cache_max_tokens=65536,
+        max_batch_size=16,
+        tensor_parallel_size=2,
     )
     async with running(checkpoint(tmp_path, 4096), settings) as (engine, standin):
         llm = standin.llm
@@ -241,7 +244,9 @@ async def test_a_checkpoint_runs_on_the_pytorch_llm_with_the_configured_knobs(
         assert (kwargs["skip_tokenizer_init"], kwargs["tokenizer"]) == (False, str(tmp_path))
         assert kwargs["generation_config"] == "trtllm"
         kv = kwargs["kv_cache_config"]
-        assert (kv.enable_block_reuse, kv.free_gpu_memory_fraction) == (True, 0.5)
+        assert (kv.enable_block_reuse, kv.free_gpu_memory_fraction, kv.max_tokens) == (
+            True, 0.5, 65536,
+        )  # fmt: skip
         assert kwargs["max_seq_len"] == 4096 and kwargs["enable_iter_perf_stats"] is True
         assert (kwargs["max_batch_size"], kwargs["tensor_parallel_size"]) == (16, 2)
         assert "max_num_tokens" not in kwargs  # unset: the library's default
