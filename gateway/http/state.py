@@ -14,6 +14,7 @@ from gateway.serving.messages import Messages
 from gateway.serving.metrics import Metrics
 from gateway.serving.prompts import PromptRenderer
 from gateway.serving.runs import Runner
+from gateway.serving.triton import TritonGenerate
 from gateway.settings import Settings
 
 
@@ -28,20 +29,23 @@ class Services:
     model_name: str
     lifecycle: Lifecycle
     settings: Settings
+    triton: TritonGenerate
 
     @classmethod
     def of(cls, runner: Runner) -> Services:
         chat = ChatCompletions(runner)
+        completions = Completions(runner)
         return cls(
             runner.engine,
             chat,
-            Completions(runner),
+            completions,
             Messages(chat),
             runner.prompts,
             runner.metrics,
             runner.model_name,
             runner.lifecycle,
             runner.settings,
+            TritonGenerate(completions),
         )
 
 
