@@ -18,7 +18,8 @@
 
 Every layer raises these. `body(wire)` is the error in each
 API's own shape: OpenAI's `{"error": {"message", "type", "param", "code"}}`, or on
-Anthropic's routes `{"type": "error", "error": {"type", "message"}}`. It reaches the
+Anthropic's routes `{"type": "error", "error": {"type", "message"}}`, or on Triton's
+generate routes `{"error": message}`. It reaches the
 wire once per form: as an HTTP response (`gateway/http/errors.py`), or, once a stream
 has begun, as the error event of that stream's framer (`Chunks.error`).
 """
@@ -35,6 +36,7 @@ class Wire(enum.Enum):
 
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+    TRITON = "triton"
 
 
 # Anthropic's error types by status; anything else is its generic "api_error".
@@ -75,6 +77,8 @@ class GatewayError(Exception):
         if wire is Wire.ANTHROPIC:
             kind = _ANTHROPIC_TYPES.get(self.status_code, "api_error")
             return {"type": "error", "error": {"type": kind, "message": self.message}}
+        if wire is Wire.TRITON:
+            return {"error": self.message}
         return {
             "error": {
                 "message": self.message,

@@ -27,9 +27,9 @@ from engines import create_engine
 from engines.base import Engine
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
 from gateway.http.access_log import Exchange, ObserveRequests, request_id_of
-from gateway.http.completion_routes import CompletionRoutes
+from gateway.http.completion_routes import CompletionRoutes, RouteTable
 from gateway.http.errors import http_response
-from gateway.http.routes import COMPLETION_ROUTES, router
+from gateway.http.routes import COMPLETION_ROUTES, PATH_ROUTES, router
 from gateway.http.security import APIKeyAuth, BodyLimit, api_key_digests
 from gateway.http.state import Services
 from gateway.serving.admission import Admission
@@ -65,8 +65,9 @@ def create_app(
     )
     app.include_router(router)
     routes = frozenset(getattr(route, "path", "") for route in [*app.routes, *router.routes])
-    _install_middleware(app, settings, metrics.http_requests, routes)
-    _install_error_handlers(app)
+    table = RouteTable(COMPLETION_ROUTES, PATH_ROUTES)
+    _install_middleware(app, settings, metrics.http_requests, routes, table)
+    _install_error_handlers(app, table)
     return app
 
 
@@ -145,7 +146,11 @@ def _admission(
 
 
 def _install_middleware(
-    app: FastAPI, settings: Settings, http_requests: Counter, routes: frozenset[str]
+    app: FastAPI,
+    settings: Settings,
+    http_requests: Counter,
+    routes: frozenset[str],
+    table: RouteTable,
 ) -> None:
     """Outermost first: request id + metrics + access log, CORS, auth, body limit, then
     the completion routes (`gateway.http.completion_routes`), inside all of them.
@@ -154,13 +159,12 @@ def _install_middleware(
     The observer wraps everything so that even a 401 or 413 carries a request id
     and is logged and counted; CORS answers preflights (no key) before auth.
     """
-    app.add_middleware(CompletionRoutes, routes=COMPLETION_ROUTES)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CompletionRoutes, routes=COMPLETION_ROUTES, path_routes=PATH_ROUTES)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, wires=table.wire)
     digests = api_key_digests(settings)
     if digests:
         open_paths = ["/health", "/ready"] + ([] if settings.metrics_require_key else ["/metrics"])
-        wires = {path: route.wire for path, route in COMPLETION_ROUTES.items()}
-        app.add_middleware(APIKeyAuth, digests=digests, open_paths=open_paths, wires=wires)
+        app.add_middleware(APIKeyAuth, digests=digests, open_paths=open_paths, wires=table.wire)
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -174,26 +178,30 @@ def _install_middleware(
     )
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    async def gateway_error(_: Request, error: Exception) -> Response:
+def _install_error_handlers(app: FastAPI, table: RouteTable) -> None:
+    """Each error in the shape of the API its path speaks (`table.wire`)."""
+
+    async def gateway_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, GatewayError)
-        return http_response(error)
+        return http_response(error, table.wire(request.url.path))
 
-    async def invalid_body(_: Request, error: Exception) -> Response:
+    async def invalid_body(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
-        return http_response(InvalidRequest.from_validation(error.errors()))
+        wire = table.wire(request.url.path)
+        return http_response(InvalidRequest.from_validation(error.errors()), wire)
 
-    async def http_error(_: Request, error: Exception) -> Response:
+    async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
+        wire = table.wire(request.url.path)
         # FastAPI turns what reading the body raises into a 400: BodyLimit's 413 is the cause.
         if isinstance(error.__cause__, GatewayError):
-            return http_response(error.__cause__)
+            return http_response(error.__cause__, wire)
         if error.status_code == 404:
-            return http_response(RouteNotFound("no such route"))
+            return http_response(RouteNotFound("no such route"), wire)
         if error.status_code == 405:
-            response = http_response(MethodNotAllowed("method not allowed on this route"))
+            response = http_response(MethodNotAllowed("method not allowed on this route"), wire)
         else:
-            response = http_response(InvalidRequest(str(error.detail)))
+            response = http_response(InvalidRequest(str(error.detail)), wire)
             response.status_code = error.status_code
         response.headers.update(error.headers or {})  # a 405's Allow, which RFC 9110 requires
         return response

@@ -11,13 +11,20 @@ the route's pydantic model and calls the same handler. Anything else goes on to
 FastAPI. What reaches it has passed every middleware (request id, CORS, API key,
 body limit), as for any route.
 
+Triton's generate routes carry the model (and its version) in the path: a
+`PathRoute` matches its pattern once no exact path did, and its handler gets the
+pattern's groups first. `RouteTable.wire` tells the middleware outside which API
+a path speaks, so that their errors (401, 413) take its shape too.
+
 A completion's response raises a `GatewayError` only before it starts (a stream
 sends later errors as events), so one caught here is still answered as itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import functools
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +39,8 @@ from gateway.http.errors import http_response
 from gateway.http.state import Services
 
 Handler = Callable[[Any, Services, str], Awaitable[Response]]  # (body, services, request id)
+PathParams = Mapping[str, str | None]  # a path pattern's named groups
+PathHandler = Callable[[PathParams, Any, Services, str], Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +50,51 @@ class CompletionRoute:
     wire: Wire = Wire.OPENAI  # the API the route speaks: its errors' shape
 
 
+@dataclass(frozen=True, slots=True)
+class PathRoute:
+    """A completion route whose path carries parameters, matched by `pattern` (whole)."""
+
+    pattern: re.Pattern[str]
+    body: type[pydantic.BaseModel]
+    handler: PathHandler
+    wire: Wire
+
+
+class RouteTable:
+    """The completion routes: exact paths first, then path patterns."""
+
+    def __init__(
+        self, routes: Mapping[str, CompletionRoute], path_routes: Sequence[PathRoute] = ()
+    ) -> None:
+        self.routes = dict(routes)
+        self.path_routes = tuple(path_routes)
+
+    def find(self, path: str) -> CompletionRoute | PathRoute | None:
+        route = self.routes.get(path)
+        if route is not None:
+            return route
+        return next((r for r in self.path_routes if r.pattern.fullmatch(path)), None)
+
+    def wire(self, path: str) -> Wire:
+        """The API `path` speaks: its errors' shape."""
+        route = self.find(path)
+        return Wire.OPENAI if route is None else route.wire
+
+
 class CompletionRoutes:
-    def __init__(self, app: ASGIApp, routes: Mapping[str, CompletionRoute]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Mapping[str, CompletionRoute],
+        path_routes: Sequence[PathRoute] = (),
+    ) -> None:
         self.app = app
-        self.routes = dict(routes)  # path -> route, for POST
+        self.table = RouteTable(routes, path_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = self.routes.get(scope["path"])
+            route = self._route(scope["path"])
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -57,6 +102,18 @@ class CompletionRoutes:
             await self._serve(route, scope, receive, send)
         except GatewayError as error:
             await http_response(error, route.wire)(scope, receive, send)
+
+    def _route(self, path: str) -> CompletionRoute | None:
+        """The POST route for `path`: a path route's handler gets its pattern's groups."""
+        route = self.table.routes.get(path)
+        if route is not None:
+            return route
+        for path_route in self.table.path_routes:
+            match = path_route.pattern.fullmatch(path)
+            if match is not None:
+                handler = functools.partial(path_route.handler, match.groupdict())
+                return CompletionRoute(path_route.body, handler, path_route.wire)
+        return None
 
     @staticmethod
     async def _serve(route: CompletionRoute, scope: Scope, receive: Receive, send: Send) -> None:

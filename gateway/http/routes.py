@@ -8,7 +8,9 @@ document shows.
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -20,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from gateway.anthropic.protocol import CountTokensRequest, MessagesRequest
 from gateway.errors import EngineUnavailable, InvalidRequest, ModelNotFound, Wire
 from gateway.http import access_log
-from gateway.http.completion_routes import CompletionRoute
+from gateway.http.completion_routes import CompletionRoute, PathRoute
 from gateway.http.responses import respond
 from gateway.http.state import Services, services
 from gateway.openai.protocol import (
@@ -30,6 +32,7 @@ from gateway.openai.protocol import (
     TokenizeRequest,
 )
 from gateway.responses.protocol import ResponsesRequest
+from gateway.triton.protocol import GenerateRequest, ModelPath
 
 
 class ErrorDetail(BaseModel):
@@ -151,6 +154,24 @@ async def retrieve_response(response_id: str, svc: ServicesDep) -> Response:
 async def delete_response(response_id: str, svc: ServicesDep) -> dict[str, Any]:
     return svc.responses.delete(response_id)
 
+
+# Triton's generate API: the model, and optionally its version, in the path (Triton's own
+# pattern). Served by `CompletionRoutes` alone, so not in the OpenAPI document.
+TRITON_GENERATE = re.compile(
+    r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[0-9]+))?/(?P<kind>generate(?:_stream)?)"
+)
+
+
+async def triton_generate(
+    path: Mapping[str, str | None], body: GenerateRequest, svc: Services, request_id: str
+) -> Response:
+    if not svc.engine.healthy():
+        raise EngineUnavailable("the engine is not ready")
+    target = ModelPath(path["model"] or "", path["version"], path["kind"] == "generate_stream")
+    return respond(await svc.triton.create(body, request_id, target), svc.settings)
+
+
+PATH_ROUTES = [PathRoute(TRITON_GENERATE, GenerateRequest, triton_generate, Wire.TRITON)]
 
 COMPLETION_ROUTES = {
     "/v1/chat/completions": CompletionRoute(ChatCompletionRequest, chat_completions),

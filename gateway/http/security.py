@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -71,27 +71,28 @@ def _digest(key: bytes) -> bytes:
 
 class APIKeyAuth:
     """Requires `Authorization: Bearer <key>` (or Anthropic's `x-api-key: <key>`) on every
-    path but `open_paths`. A 401 on an Anthropic route takes Anthropic's shape."""
+    path but `open_paths`. A 401 takes the shape of the API its path speaks."""
 
     def __init__(
         self,
         app: ASGIApp,
         digests: tuple[bytes, ...],
         open_paths: Iterable[str],
-        wires: Mapping[str, Wire],
+        wires: Callable[[str], Wire],
     ):
-        """`wires`: the API each path speaks where it is not OpenAI's (its 401's shape)."""
+        """`wires`: the API a path speaks (its 401's shape)."""
         self.app = app
         self.digests = digests
         self.open_paths = frozenset(open_paths)
-        self.wires = dict(wires)
+        self.wires = wires
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths or self._authorized(scope):
             await self.app(scope, receive, send)
             return
-        wire = self.wires.get(scope["path"], Wire.OPENAI)
-        response = http_response(Unauthorized("a valid API key is required"), wire)
+        response = http_response(
+            Unauthorized("a valid API key is required"), self.wires(scope["path"])
+        )
         response.headers["WWW-Authenticate"] = "Bearer"
         await response(scope, receive, send)
 
@@ -119,9 +120,11 @@ class BodyLimit:
     at most one chunk beyond it is ever in memory.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, wires: Callable[[str], Wire]) -> None:
+        """`wires`: the API a path speaks (its 413's shape)."""
         self.app = app
         self.max_bytes = max_bytes
+        self.wires = wires
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,7 +132,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await http_response(self._error())(scope, receive, send)
+            await http_response(self._error(), self.wires(scope["path"]))(scope, receive, send)
             return
         received = 0
 

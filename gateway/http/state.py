@@ -16,6 +16,7 @@ from gateway.serving.prompts import PromptRenderer
 from gateway.serving.response_store import ResponseStore
 from gateway.serving.responses import Responses
 from gateway.serving.runs import Runner
+from gateway.serving.triton import TritonGenerate
 from gateway.settings import Settings
 
 
@@ -31,14 +32,16 @@ class Services:
     model_name: str
     lifecycle: Lifecycle
     settings: Settings
+    triton: TritonGenerate
 
     @classmethod
     def of(cls, runner: Runner) -> Services:
         chat = ChatCompletions(runner)
+        completions = Completions(runner)
         return cls(
             runner.engine,
             chat,
-            Completions(runner),
+            completions,
             Messages(chat),
             Responses(
                 chat,
@@ -51,6 +54,7 @@ class Services:
             runner.model_name,
             runner.lifecycle,
             runner.settings,
+            TritonGenerate(completions),
         )
 
 

@@ -64,8 +64,12 @@ class ReasoningItem(_Wire):
     id: str | None = None
 
 
-def _item_type(item: Any) -> str:
-    return str(item.get("type", "message")) if isinstance(item, dict) else str(item.type)
+def _item_type(item: Any) -> str | None:
+    """The item's tag; None (a 400 naming the item) for what is no item at all."""
+    if isinstance(item, dict):
+        kind = item.get("type", "message")
+        return kind if isinstance(kind, str) else None
+    return getattr(item, "type", None)
 
 
 InputItem = Annotated[

@@ -31,13 +31,8 @@ class Completions:
     runner: Runner
 
     async def create(self, body: CompletionRequest, request_id: str) -> Streamed | Whole:
-        arrival = time.perf_counter()
         runner = self.runner
-        runner.check(body)
-        body.reject_unsupported()
-        prompts = await self._encode(body)
-        constraint = response_constraint(body.response_format)
-        run = runner.start(body, request_id, prompts, constraint, self._choices(body), arrival)
+        run, prompts = await self.start(body, request_id)
         formatter = None
         if body.logprobs is not None:
             formatter = LogprobFormatter(runner.prompts.token_text)
@@ -53,6 +48,18 @@ class Completions:
                 ]
             return Streamed(run, chunks, prelude, body.include_usage, body.continuous_usage)
         return Whole(run, functools.partial(_body, run, chunks, body, formatter, echoes))
+
+    async def start(self, body: CompletionRequest, request_id: str) -> tuple[Run, list[list[int]]]:
+        """Every check, the prompts encoded, admitted: the running choices, not yet framed,
+        and each prompt's ids."""
+        arrival = time.perf_counter()
+        runner = self.runner
+        runner.check(body)
+        body.reject_unsupported()
+        prompts = await self._encode(body)
+        constraint = response_constraint(body.response_format)
+        run = runner.start(body, request_id, prompts, constraint, self._choices(body), arrival)
+        return run, prompts
 
     async def _encode(self, body: CompletionRequest) -> list[list[int]]:
         settings, prompts = self.runner.settings, self.runner.prompts

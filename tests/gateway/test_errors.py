@@ -12,6 +12,7 @@ from gateway.errors import (
     InvalidRequest,
     ModelNotFound,
     UnsupportedParameter,
+    Wire,
 )
 from gateway.http.errors import http_response
 
@@ -34,3 +35,7 @@ def test_http_rendering(error: GatewayError, status: int, kind: str, code: str |
     assert json.loads(bytes(response.body)) == {
         "error": {"message": "m", "type": kind, "param": error.param, "code": code}
     }
+
+
+def test_tritons_shape_is_the_message_alone() -> None:
+    assert ModelNotFound("gone").body(Wire.TRITON) == {"error": "gone"}

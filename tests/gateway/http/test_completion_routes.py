@@ -3,7 +3,8 @@ that FastAPI's other routes and the OpenAPI document still see them."""
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+import re
+from collections.abc import Mapping, MutableMapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,7 +13,8 @@ import orjson
 import pytest
 from starlette.responses import JSONResponse, Response
 
-from gateway.http.completion_routes import CompletionRoute, CompletionRoutes
+from gateway.errors import Wire
+from gateway.http.completion_routes import CompletionRoute, CompletionRoutes, PathRoute, RouteTable
 from gateway.http.state import Services
 from gateway.openai.protocol import ChatCompletionRequest
 from tests.conftest import LiveServer
@@ -20,6 +22,7 @@ from tests.conftest import LiveServer
 Message = MutableMapping[str, Any]
 PATH = "/v1/chat/completions"
 VALID = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+PATTERN = re.compile(r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[0-9]+))?/generate")
 
 
 class Front:
@@ -28,10 +31,19 @@ class Front:
 
     def __init__(self) -> None:
         self.handled: list[tuple[ChatCompletionRequest, str]] = []
+        self.params: list[Mapping[str, str | None]] = []
         self.passed: list[str] = []
         self.routes = CompletionRoutes(
-            self._app, {PATH: CompletionRoute(ChatCompletionRequest, self._handler)}
+            self._app,
+            {PATH: CompletionRoute(ChatCompletionRequest, self._handler)},
+            [PathRoute(PATTERN, ChatCompletionRequest, self._path_handler, Wire.TRITON)],
         )
+
+    async def _path_handler(
+        self, params: Mapping[str, str | None], body: Any, services: Services, request_id: str
+    ) -> Response:
+        self.params.append(params)
+        return await self._handler(body, services, request_id)
 
     async def _handler(self, body: Any, services: Services, request_id: str) -> Response:
         self.handled.append((body, request_id))
@@ -89,8 +101,35 @@ async def test_a_valid_body_reaches_the_handler_in_pieces_too() -> None:
     assert front.passed == []
 
 
+async def test_a_path_route_gets_its_patterns_groups_first() -> None:
+    front = Front()
+    for path in ("/v2/models/a/generate", "/v2/models/b/versions/3/generate"):
+        assert await front.call([orjson.dumps(VALID)], path=path) == (200, {"model": "m"})
+    assert front.params == [{"model": "a", "version": None}, {"model": "b", "version": "3"}]
+
+
+async def test_a_path_routes_errors_take_its_shape() -> None:
+    front = Front()
+    status, body = await front.call([b"{}"], path="/v2/models/a/generate")
+    assert (status, body) == (400, {"error": "model: Field required"})
+
+
+def test_the_table_tells_each_paths_wire() -> None:
+    table = Front().routes.table
+    assert isinstance(table, RouteTable)
+    assert table.wire("/v2/models/a/versions/1/generate") is Wire.TRITON
+    assert table.wire(PATH) is table.wire("/v2/models/a/generate/x") is Wire.OPENAI
+
+
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", PATH), ("POST", "/v1/models"), ("POST", "/tokenize")]
+    ("method", "path"),
+    [
+        ("GET", PATH),
+        ("POST", "/v1/models"),
+        ("POST", "/tokenize"),
+        ("GET", "/v2/models/a/generate"),
+        ("POST", "/v2/models/a/versions/x/generate"),
+    ],
 )
 async def test_anything_else_goes_on_to_fastapi(method: str, path: str) -> None:
     front = Front()

@@ -341,3 +341,33 @@ def test_cors_responses_expose_the_request_id_and_errors(cors_gateway: LiveServe
     denied = httpx.post(url, json=chat_body(), headers={"Origin": ORIGIN})
     assert_unauthorized(denied)
     assert denied.headers["access-control-allow-origin"] == ORIGIN  # the browser may read it
+
+
+TRITON_BODY = {"text_input": "Hi", "max_tokens": 2, "bad_words": "", "stop_words": ""}
+
+
+@pytest.mark.parametrize("kind", ["generate", "generate_stream"])
+def test_a_401_on_tritons_routes_takes_tritons_shape(keyed_gateway: LiveServer, kind: str) -> None:
+    url = f"{keyed_gateway.url}/v2/models/ensemble/versions/1/{kind}"
+    response = httpx.post(url, json=TRITON_BODY)
+    assert (response.status_code, response.json()) == (
+        401,
+        {"error": "a valid API key is required"},
+    )
+    keyed = httpx.post(url, json=TRITON_BODY, headers=bearer(FILE_KEY))
+    assert keyed.status_code == 200
+
+
+def test_a_413_on_tritons_routes_takes_tritons_shape(small_body_gateway: LiveServer) -> None:
+    payload = httpx.Request("POST", "/", json=TRITON_BODY | {"text_input": "x" * 5000}).content
+    url = f"{small_body_gateway.url}/v2/models/ensemble/generate"
+    declared = httpx.post(url, content=payload, headers={"content-type": "application/json"})
+    streamed = httpx.post(
+        url, content=chunked(payload), headers={"content-type": "application/json"}
+    )
+    assert streamed.request.headers["transfer-encoding"] == "chunked"
+    for response in (declared, streamed):
+        assert (response.status_code, response.json()) == (
+            413,
+            {"error": "the request body exceeds 4096 bytes"},
+        )
