@@ -77,7 +77,19 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--engine", choices=["transformers", "synthetic", "trtllm"])
     serve.add_argument("--model", type=Path, help="a local Hugging Face model directory")
-    serve.add_argument("--served-model-name", help="the name clients send as 'model'")
+    serve.add_argument(
+        "--served-model-name",
+        nargs="+",
+        metavar="NAME",
+        help="the names clients may send as 'model' (aliases); the first is the one reported",
+    )
+    serve.add_argument(
+        "--max-model-len",
+        type=int,
+        metavar="N",
+        help="serve contexts (prompt plus output) of at most N tokens, below the engine's "
+        "limit; more than the engine allows stops the start-up",
+    )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument(
@@ -93,6 +105,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
         engine=args.engine,
         model=args.model,
         served_model_name=args.served_model_name,
+        max_model_len=args.max_model_len,
         host=args.host,
         port=args.port,
         api_keys=args.api_key,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from engines.base import Engine
+from engines.base import Engine, EngineLimits
 from gateway.serving.chat import ChatCompletions
 from gateway.serving.completions import Completions
 from gateway.serving.lifecycle import Lifecycle
@@ -20,12 +20,14 @@ from gateway.settings import Settings
 @dataclass(frozen=True, slots=True)
 class Services:
     engine: Engine
+    limits: EngineLimits  # what the gateway serves: the engine's, capped at `max_model_len`
     chat: ChatCompletions
     completions: Completions
     messages: Messages
     prompts: PromptRenderer
     metrics: Metrics
-    model_name: str
+    model_name: str  # the reported name
+    model_names: tuple[str, ...]  # every name accepted as `model`, the reported one first
     lifecycle: Lifecycle
     settings: Settings
 
@@ -34,12 +36,14 @@ class Services:
         chat = ChatCompletions(runner)
         return cls(
             runner.engine,
+            runner.limits,
             chat,
             Completions(runner),
             Messages(chat),
             runner.prompts,
             runner.metrics,
             runner.model_name,
+            runner.model_names,
             runner.lifecycle,
             runner.settings,
         )
