@@ -91,12 +91,12 @@ class _GatewayApp(FastAPI):
 def _lifespan(
     settings: Settings,
     engine: Engine | None,
-    model_names: tuple[str, ...],
+    names: tuple[str, ...],  # the served model's, the reported one first
     metrics: Metrics,
     lifecycle: Lifecycle,
     loop_lag: LoopLag,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    model_name = model_names[0]
+    model_name = names[0]
     admission = _admission(settings, metrics, model_name, loop_lag)
 
     @asynccontextmanager
@@ -113,7 +113,7 @@ def _lifespan(
             metrics.registry.register(EngineCollector(running.stats, model_name))
             limits = served_limits(running.limits(), settings.max_model_len)
             runner = Runner(
-                running, prompts, metrics, settings, model_names, admission, lifecycle, limits
+                running, prompts, metrics, settings, names, admission, lifecycle, limits
             )
             app.state.services = Services.of(runner)
             _freeze_startup_objects()
