@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     engine: EngineName = "transformers"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # A Unix domain socket to listen on instead of host and port (gateway/unix_socket.py).
+    uds: Path | None = Field(default=None, examples=["/run/gateway/gateway.sock"])
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # A local Hugging Face model directory (weights for the embedded engine,

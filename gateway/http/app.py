@@ -57,7 +57,9 @@ def create_app(
     loop_lag = LoopLag()
     metrics = Metrics(CollectorRegistry(), model_name, loop_lag)
     lifecycle = lifecycle or Lifecycle(
-        settings.shutdown_grace_seconds, settings.request_timeout_seconds
+        settings.shutdown_grace_seconds,
+        settings.request_timeout_seconds,
+        settings.retry_after_seconds,
     )
     app = _GatewayApp(
         title="trtllm-gateway",
