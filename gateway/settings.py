@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, ValidationError
@@ -46,19 +46,27 @@ class Settings(BaseSettings):
     engine: EngineName = "transformers"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # A Unix domain socket to listen on instead of host and port (gateway/unix_socket.py).
+    uds: Path | None = Field(default=None, examples=["/run/gateway/gateway.sock"])
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # A local Hugging Face model directory (weights for the embedded engine,
     # always the tokenizer and chat template). None: the embedded SmolLM2.
     model: Path | None = Field(default=None, examples=["/models/Llama-3.1-8B-Instruct"])
-    # None: the model directory's name
-    served_model_name: str | None = Field(default=None, examples=["llama-3.1-8b"])
+    # The names clients may send as `model`: one, or several (aliases), the first being the
+    # one reported in metrics. None: the model directory's name.
+    served_model_name: str | Annotated[list[str], Field(min_length=1)] | None = Field(
+        default=None, examples=["llama-3.1-8b", ["llama-3.1-8b", "gpt-4o"]]
+    )
     # A Jinja file that overrides the model's
     chat_template: Path | None = Field(default=None, examples=["/models/template.jinja"])
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     # Processes that render long prompts, so that a burst of them uses every core; 0: threads.
     render_workers: int = Field(default=0, ge=0)
 
+    # The context (prompt plus output) served, below what the engine allows: a smaller one
+    # bounds each request's KV cache. None: the engine's. Past the engine's, no start.
+    max_model_len: PositiveInt | None = Field(default=None, examples=[8192])
     # A max_tokens past the context left is clamped to it; strict mode rejects it.
     strict_max_tokens: bool = False
 

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.openai.protocol import Count, PositiveCount
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -74,10 +76,10 @@ class CountTokensRequest(_Wire):
 
 
 class MessagesRequest(CountTokensRequest):
-    max_tokens: Annotated[int, Field(ge=1)]
+    max_tokens: PositiveCount
     stop_sequences: list[str] | None = None
     temperature: Annotated[float, Field(ge=0, le=1)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    top_k: Annotated[int, Field(ge=0)] | None = None
+    top_k: Count | None = None
     metadata: dict[str, Any] | None = None  # accepted: user_id is for Anthropic's abuse checks
     stream: bool = False

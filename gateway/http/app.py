@@ -33,6 +33,7 @@ from gateway.http.routes import COMPLETION_ROUTES, PATH_ROUTES, router
 from gateway.http.security import APIKeyAuth, BodyLimit, api_key_digests
 from gateway.http.state import Services
 from gateway.serving.admission import Admission
+from gateway.serving.lengths import served_limits
 from gateway.serving.lifecycle import Lifecycle
 from gateway.serving.loop_lag import LoopLag
 from gateway.serving.metrics import EngineCollector, Metrics
@@ -51,17 +52,18 @@ def create_app(
 
     Whoever handles SIGTERM calls `lifecycle.drain()` (see `gateway.cli`).
     """
-    model_name = settings.served_model_name or (
-        settings.model.name if settings.model else EMBEDDED_NAME
-    )
+    model_names = served_names(settings)
+    model_name = model_names[0]
     loop_lag = LoopLag()
     metrics = Metrics(CollectorRegistry(), model_name, loop_lag)
     lifecycle = lifecycle or Lifecycle(
-        settings.shutdown_grace_seconds, settings.request_timeout_seconds
+        settings.shutdown_grace_seconds,
+        settings.request_timeout_seconds,
+        settings.retry_after_seconds,
     )
     app = _GatewayApp(
         title="trtllm-gateway",
-        lifespan=_lifespan(settings, engine, model_name, metrics, lifecycle, loop_lag),
+        lifespan=_lifespan(settings, engine, model_names, metrics, lifecycle, loop_lag),
     )
     app.include_router(router)
     routes = frozenset(getattr(route, "path", "") for route in [*app.routes, *router.routes])
@@ -69,6 +71,14 @@ def create_app(
     _install_middleware(app, settings, metrics.http_requests, routes, table)
     _install_error_handlers(app, table)
     return app
+
+
+def served_names(settings: Settings) -> tuple[str, ...]:
+    """Every name clients may send as `model`, the reported one first."""
+    names = settings.served_model_name
+    if names is None:
+        return (settings.model.name if settings.model else EMBEDDED_NAME,)
+    return (names,) if isinstance(names, str) else tuple(dict.fromkeys(names))
 
 
 class _GatewayApp(FastAPI):
@@ -84,11 +94,12 @@ class _GatewayApp(FastAPI):
 def _lifespan(
     settings: Settings,
     engine: Engine | None,
-    model_name: str,
+    names: tuple[str, ...],  # the served model's, the reported one first
     metrics: Metrics,
     lifecycle: Lifecycle,
     loop_lag: LoopLag,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    model_name = names[0]
     admission = _admission(settings, metrics, model_name, loop_lag)
 
     @asynccontextmanager
@@ -103,7 +114,10 @@ def _lifespan(
             prompts = await asyncio.to_thread(_prompt_renderer, model_dir, settings)
             await starting
             metrics.registry.register(EngineCollector(running.stats, model_name))
-            runner = Runner(running, prompts, metrics, settings, model_name, admission, lifecycle)
+            limits = served_limits(running.limits(), settings.max_model_len)
+            runner = Runner(
+                running, prompts, metrics, settings, names, admission, lifecycle, limits
+            )
             app.state.services = Services.of(runner)
             _freeze_startup_objects()
             log.info("serving %s on the %s engine", model_name, running.name)

@@ -194,7 +194,7 @@ async def tokenize(body: TokenizeRequest, svc: ServicesDep) -> dict[str, Any]:
     else:
         assert body.prompt is not None
         ids = await svc.prompts.encode(body.prompt, add_special_tokens=body.add_special_tokens)
-    return {"count": len(ids), "max_model_len": svc.engine.limits().max_seq_len, "tokens": ids}
+    return {"count": len(ids), "max_model_len": svc.limits.max_seq_len, "tokens": ids}
 
 
 @router.post("/detokenize", responses={400: _ERROR})
@@ -209,29 +209,29 @@ async def detokenize(body: DetokenizeRequest, svc: ServicesDep) -> dict[str, Any
 
 
 def _check_model(model: str | None, svc: Services) -> None:
-    if model is not None and model != svc.model_name:
+    if model is not None and model not in svc.model_names:
         raise ModelNotFound(f"The model `{model}` does not exist.", param="model")
 
 
 @router.get("/v1/models")
 async def list_models(svc: ServicesDep) -> dict[str, Any]:
-    return {"object": "list", "data": [_model(svc)]}
+    return {"object": "list", "data": [_model(svc, name) for name in svc.model_names]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(model_id: str, svc: ServicesDep) -> dict[str, Any]:
     """One model (the SDKs' `models.retrieve`); ids may hold slashes ("org/name")."""
     _check_model(model_id, svc)
-    return _model(svc)
+    return _model(svc, model_id)
 
 
-def _model(svc: Services) -> dict[str, Any]:
+def _model(svc: Services, name: str) -> dict[str, Any]:
     return {
-        "id": svc.model_name,
+        "id": name,
         "object": "model",
         "created": int(time.time()),
         "owned_by": "trtllm-gateway",
-        "max_model_len": svc.engine.limits().max_seq_len,
+        "max_model_len": svc.limits.max_seq_len,
     }
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from engines.base import Engine
+from engines.base import Engine, EngineLimits
 from gateway.serving.chat import ChatCompletions
 from gateway.serving.completions import Completions
 from gateway.serving.lifecycle import Lifecycle
@@ -23,13 +23,15 @@ from gateway.settings import Settings
 @dataclass(frozen=True, slots=True)
 class Services:
     engine: Engine
+    limits: EngineLimits  # what the gateway serves: the engine's, capped at `max_model_len`
     chat: ChatCompletions
     completions: Completions
     messages: Messages
     responses: Responses
     prompts: PromptRenderer
     metrics: Metrics
-    model_name: str
+    model_name: str  # the reported name
+    model_names: tuple[str, ...]  # every name accepted as `model`, the reported one first
     lifecycle: Lifecycle
     settings: Settings
     triton: TritonGenerate
@@ -40,6 +42,7 @@ class Services:
         completions = Completions(runner)
         return cls(
             runner.engine,
+            runner.limits,
             chat,
             completions,
             Messages(chat),
@@ -52,6 +55,7 @@ class Services:
             runner.prompts,
             runner.metrics,
             runner.model_name,
+            runner.model_names,
             runner.lifecycle,
             runner.settings,
             TritonGenerate(completions),

@@ -230,21 +230,29 @@ class _Body(_Wire):
         return data
 
 
+# Engines take counts and token ids as 32-bit integers (TensorRT-LLM's SizeType32 and
+# TokenIdType): past that, a field is a 400 that names it, never an engine's 500.
+INT32_MAX = 2**31 - 1
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
+PositiveCount = Annotated[int, Field(ge=1, le=INT32_MAX)]
+TokenId = Annotated[int, Field(ge=0, le=INT32_MAX)]
+
+
 class SamplingFields(_Body):
     """What chat and text completions share: the model and how to sample it."""
 
     model: str
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: PositiveCount | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    top_k: Annotated[int, Field(ge=0)] | None = None
+    top_k: Count | None = None
     seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None  # int64, as engines take
-    n: Annotated[int, Field(ge=1)] = 1
+    n: PositiveCount = 1
     stop: str | list[str] | None = None
-    stop_token_ids: list[int] | None = None
+    stop_token_ids: list[TokenId] | None = None
     include_stop_str_in_output: bool = False
     ignore_eos: bool = False
-    min_tokens: Annotated[int, Field(ge=0)] = 0
+    min_tokens: Count = 0
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
     repetition_penalty: Annotated[float, Field(gt=0, le=2)] = 1.0
@@ -276,9 +284,9 @@ class SamplingFields(_Body):
 
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: PositiveCount | None = None
     logprobs: bool = False
-    top_logprobs: Annotated[int, Field(ge=0)] | None = None
+    top_logprobs: Count | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool = True
@@ -323,7 +331,7 @@ class ChatCompletionRequest(SamplingFields):
             raise InvalidRequest("'top_logprobs' needs 'logprobs': true", param="top_logprobs")
 
 
-PromptIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+PromptIds = Annotated[list[TokenId], Field(min_length=1)]
 
 
 class CompletionRequest(SamplingFields):
@@ -333,17 +341,25 @@ class CompletionRequest(SamplingFields):
         | Annotated[list[str], Field(min_length=1)]
         | Annotated[list[PromptIds], Field(min_length=1)]
     )
-    logprobs: Annotated[int, Field(ge=0)] | None = None
+    logprobs: Count | None = None
     echo: bool = False
     suffix: str | None = None  # refused: no fill-in-the-middle
-    best_of: Annotated[int, Field(ge=1)] | None = None  # refused unless equal to n
+    best_of: PositiveCount | None = None  # refused unless equal to n
 
-    @field_validator("prompt", mode="before")
+    # pydantic would name every member of the union, "prompt.str" first, whatever was sent.
+    @field_validator("prompt", mode="wrap")
     @classmethod
-    def _not_empty(cls, prompt: Any) -> Any:
-        if isinstance(prompt, list) and not prompt:  # pydantic would name every union member
+    def _prompt_in_plain_words(cls, prompt: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if isinstance(prompt, list) and not prompt:
             raise InvalidRequest("'prompt' must not be empty", param="prompt")
-        return prompt
+        try:
+            return handler(prompt)
+        except ValidationError:
+            raise InvalidRequest(
+                "'prompt' must be a string, a list of strings, a list of token ids "
+                f"(0..{INT32_MAX}) or a list of such lists",
+                param="prompt",
+            ) from None
 
     @property
     def top_logprobs_count(self) -> int | None:
@@ -381,7 +397,7 @@ class TokenizeRequest(_Body):
 
 class DetokenizeRequest(_Body):
     model: str | None = None
-    tokens: list[Annotated[int, Field(ge=0, strict=True)]]  # strict: `true` is no token id
+    tokens: list[Annotated[TokenId, Field(strict=True)]]  # strict: `true` is no token id
 
 
 CompletionBody = ChatCompletionRequest | CompletionRequest  # what a Runner runs

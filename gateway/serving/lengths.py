@@ -7,8 +7,29 @@ the wording that clients already parse (vLLM's).
 
 from __future__ import annotations
 
+import dataclasses
+
 from engines.base import EngineLimits, PromptTooLong
+from gateway.config_errors import ConfigError
 from gateway.errors import ContextLengthExceeded
+
+
+def served_limits(engine: EngineLimits, max_model_len: int | None) -> EngineLimits:
+    """The limits the gateway serves: the engine's, with the context capped at
+    `max_model_len`; a cap past what the engine allows cannot be served."""
+    if max_model_len is None:
+        return engine
+    if max_model_len > engine.max_seq_len:
+        raise ConfigError(
+            f"max_model_len (--max-model-len, GATEWAY_MAX_MODEL_LEN) is {max_model_len}, more "
+            f"than the engine's maximum context length of {engine.max_seq_len} tokens; give at "
+            f"most {engine.max_seq_len}, or leave it unset to serve the engine's"
+        )
+    return dataclasses.replace(
+        engine,
+        max_seq_len=max_model_len,
+        max_input_len=min(engine.max_input_len, max_model_len),
+    )
 
 
 def fit_max_tokens(

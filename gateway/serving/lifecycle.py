@@ -6,8 +6,9 @@ slow client's send) and the cancellation is turned into a `RequestTimeout` (or,
 once draining, an `EngineUnavailable`) that the stream renders as an error
 event. No per-token timer or check is needed.
 
-SIGTERM calls `Lifecycle.drain`: `/ready` turns 503, new requests get 503, and
-every running request's deadline moves to at most `grace` seconds from now.
+SIGTERM calls `Lifecycle.drain`: `/ready` turns 503, new requests get 503 with
+Retry-After, and every running request's deadline moves to at most `grace`
+seconds from now.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from gateway.errors import EngineUnavailable, GatewayError, RequestTimeout
 
 
 class Lifecycle:
-    def __init__(self, grace_seconds: float, request_timeout: float | None) -> None:
+    def __init__(
+        self, grace_seconds: float, request_timeout: float | None, retry_after: int = 1
+    ) -> None:
         self.draining = False
         self._grace = grace_seconds
+        self._retry_after = retry_after  # seconds: another replica may take the retry
         self._timeout = request_timeout
         self._watches: set[Watch] = set()
 
@@ -35,7 +39,9 @@ class Lifecycle:
 
     def ensure_open(self) -> None:
         if self.draining:
-            raise EngineUnavailable("the server is shutting down", code="shutting_down")
+            raise EngineUnavailable(
+                "the server is shutting down", code="shutting_down", retry_after=self._retry_after
+            )
 
     def watch(self) -> Watch:
         return Watch(self)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from engines.base import Constraint, Engine, GenerationRequest, SamplingParams
+from engines.base import Constraint, Engine, EngineLimits, GenerationRequest, SamplingParams
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.openai.bodies import Collected
 from gateway.openai.protocol import CompletionBody
@@ -142,16 +142,21 @@ class Runner:
     prompts: PromptRenderer
     metrics: Metrics
     settings: Settings
-    model_name: str
+    model_names: tuple[str, ...]  # every name clients may send as `model`, the reported one first
     admission: Admission
     lifecycle: Lifecycle
+    limits: EngineLimits  # the engine's, capped at `max_model_len` (`lengths.served_limits`)
     _sequence: Iterator[int] = field(default_factory=itertools.count, init=False)
+
+    @property
+    def model_name(self) -> str:
+        return self.model_names[0]
 
     def check(self, body: CompletionBody) -> None:
         """What can be refused before any tokenizing."""
         self.lifecycle.ensure_open()
         settings = self.settings
-        if body.model != self.model_name:
+        if body.model not in self.model_names:
             raise ModelNotFound(f"The model `{body.model}` does not exist.", param="model")
         if body.n > settings.max_choices:
             raise InvalidRequest(f"'n' must be at most {settings.max_choices}", param="n")
@@ -204,7 +209,7 @@ class Runner:
         return sampling_params(
             body,
             len(ids),
-            limits=self.engine.limits(),
+            limits=self.limits,
             settings=self.settings,
             vocab_size=self.prompts.vocab_size,
             eos_token_ids=self.prompts.eos_token_ids,

@@ -110,5 +110,25 @@ def test_the_flags_a_vllm_or_trtllm_serve_user_reaches_for(
     settings = cli.settings_of(
         cli.parser().parse_args([*flags, "--api-key", "k1", "--api-key", "k2"])
     )
-    assert (settings.model, settings.served_model_name, settings.port) == (tmp_path, "llama", 9001)
+    assert (settings.model, settings.served_model_name) == (tmp_path, ["llama"])
+    assert settings.port == 9001
     assert [key.get_secret_value() for key in settings.api_keys] == ["k1", "k2"]
+
+
+def test_served_model_name_takes_several_names_the_first_reported() -> None:
+    args = cli.parser().parse_args(
+        ["serve", "--served-model-name", "llama", "gpt-4o", "--port", "1"]
+    )
+    assert args.served_model_name == ["llama", "gpt-4o"]
+    assert cli.parser().parse_args(["serve", "--max-model-len", "4096"]).max_model_len == 4096
+
+
+def test_a_max_model_len_past_the_engines_stops_the_start_up() -> None:
+    """The engine's limit is known once it has loaded: the start-up fails there, saying why."""
+    result = serve("--engine", "synthetic", "--max-model-len", "8193", "--port", "0")
+    assert result.returncode == 3  # uvicorn's status for a failed start-up
+    assert (
+        "ConfigError: max_model_len (--max-model-len, GATEWAY_MAX_MODEL_LEN) is 8193, more than "
+        "the engine's maximum context length of 8192 tokens; give at most 8192, or leave it "
+        "unset to serve the engine's"
+    ) in result.stderr

@@ -31,6 +31,21 @@ def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     assert Settings.load().served_model_name == "my-model"
 
 
+def test_served_model_name_is_one_name_or_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("served_model_name: [llama, gpt-4o]\n")
+    assert Settings.load(config).served_model_name == ["llama", "gpt-4o"]
+    monkeypatch.setenv("GATEWAY_SERVED_MODEL_NAME", '["a", "b"]')
+    assert Settings.load(config).served_model_name == ["a", "b"]
+    monkeypatch.setenv("GATEWAY_SERVED_MODEL_NAME", "a")
+    assert Settings.load(config).served_model_name == "a"
+    monkeypatch.setenv("GATEWAY_SERVED_MODEL_NAME", "[]")
+    with pytest.raises(ConfigError, match="served_model_name"):
+        Settings.load(config)
+
+
 def test_engine_settings_is_the_named_section() -> None:
     assert Settings(engine="synthetic").engine_settings == Settings().synthetic
 

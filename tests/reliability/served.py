@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import httpx
 
@@ -23,17 +24,25 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(env: Mapping[str, str]) -> Iterator[Served]:
-    """The gateway with `env` over this environment, once `/ready`; killed at the end."""
-    port = free_port()
+def served(env: Mapping[str, str], *, uds: Path | None = None) -> Iterator[Served]:
+    """The gateway with `env` over this environment, once `/ready`; killed at the end.
+
+    On loopback TCP, or on the Unix socket `uds` (then the URL's host is a placeholder:
+    clients need `httpx.HTTPTransport(uds=...)`)."""
+    if uds is None:
+        port = free_port()
+        listen, url = ["--port", str(port)], f"http://127.0.0.1:{port}"
+    else:
+        listen, url = ["--uds", str(uds)], "http://gateway"
     command = [sys.executable, "-c", "from gateway.cli import main; main()", "serve"]
-    process = subprocess.Popen([*command, "--port", str(port)], env={**os.environ, **env})
-    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([*command, *listen], env={**os.environ, **env})
+    transport = None if uds is None else httpx.HTTPTransport(uds=str(uds))
     try:
-        deadline = time.monotonic() + 60
-        while not _ready(url):
-            assert process.poll() is None and time.monotonic() < deadline, "no start"
-            time.sleep(0.1)
+        with httpx.Client(base_url=url, transport=transport) as probe:
+            deadline = time.monotonic() + 60
+            while not (_listening(uds) and _ready(probe)):
+                assert process.poll() is None and time.monotonic() < deadline, "no start"
+                time.sleep(0.1)
         yield process, url
     finally:
         if process.poll() is None:
@@ -41,8 +50,17 @@ def served(env: Mapping[str, str]) -> Iterator[Served]:
             process.wait()
 
 
-def _ready(url: str) -> bool:
+def _listening(uds: Path | None) -> bool:
+    """Whether the socket takes connections yet: httpx leaks the socket of a refused
+    Unix-socket connection (a ResourceWarning), and the gateway binds it before it listens."""
+    if uds is None:
+        return True
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(str(uds)) == 0
+
+
+def _ready(probe: httpx.Client) -> bool:
     try:
-        return httpx.get(f"{url}/ready").status_code == 200
+        return probe.get("/ready").status_code == 200
     except httpx.TransportError:
         return False

@@ -60,3 +60,36 @@ async def test_sigterm_lets_accepted_streams_finish_and_exits_0(
         assert '"error"' not in body
         assert body.endswith("data: [DONE]\n\n")
     assert await asyncio.to_thread(process.wait, 30) == 0
+
+
+async def test_during_the_drain_new_requests_get_503_with_retry_after_on_any_connection(
+    server_process: Served,
+) -> None:
+    """The gateway keeps listening while a stream runs: a client on an open keep-alive
+    connection, or on a new one, is told to retry elsewhere instead of being refused."""
+    process, url = server_process
+    chat = {"model": "SmolLM2-135M-Instruct", "messages": [{"role": "user", "content": "hi"}]}
+    one = httpx.Limits(max_connections=1)
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30) as streamer,
+        httpx.AsyncClient(base_url=url, timeout=30, limits=one) as kept,
+        httpx.AsyncClient(base_url=url, timeout=30) as fresh,
+    ):
+        assert (await kept.get("/health")).status_code == 200  # opens its one connection
+        body = {**chat, "max_tokens": 100, "stream": True}  # about 2 s at 20 ms a step
+        streaming = asyncio.create_task(streamer.post("/v1/chat/completions", json=body))
+        while await running(streamer) < 1:
+            await asyncio.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)  # uvicorn alone closed its sockets after about 0.3 s
+        for client in [kept, fresh]:  # fresh opens its connection after the SIGTERM
+            refused = await client.post("/v1/chat/completions", json=chat)
+            assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
+            assert refused.json()["error"]["code"] == "shutting_down"
+            assert (await client.get("/ready")).status_code == 503
+        streamed = (await streaming).text
+    assert '"finish_reason":"length"' in streamed and '"error"' not in streamed
+    assert streamed.endswith("data: [DONE]\n\n")
+    assert await asyncio.to_thread(process.wait, 5) == 0  # once no request is in flight
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/health")

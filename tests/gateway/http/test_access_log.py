@@ -219,7 +219,7 @@ def test_the_cli_turns_uvicorns_access_log_off_for_ours(
 ) -> None:
     configs: list[uvicorn.Config] = []
 
-    def capture(self: uvicorn.Server) -> None:
+    def capture(self: uvicorn.Server, sockets: object = None) -> None:
         configs.append(self.config)
         raise _Captured
 

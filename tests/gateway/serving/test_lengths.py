@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 
 from engines.base import EngineLimits
+from gateway.config_errors import ConfigError
 from gateway.errors import ContextLengthExceeded
-from gateway.serving.lengths import fit_max_tokens
+from gateway.serving.lengths import fit_max_tokens, served_limits
 
 LIMITS = EngineLimits(max_seq_len=100, max_input_len=90, max_batch_size=8)
 
@@ -37,3 +38,25 @@ def test_strict_mode_refuses_instead_of_clamping() -> None:
     assert fit_max_tokens(10, 90, LIMITS, strict=True) == 90
     with pytest.raises(ContextLengthExceeded, match=r"too large: 91.*\(91 > 100 - 10\)"):
         fit_max_tokens(10, 91, LIMITS, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected"),
+    [
+        (None, LIMITS),
+        (100, EngineLimits(max_seq_len=100, max_input_len=90, max_batch_size=8)),
+        (50, EngineLimits(max_seq_len=50, max_input_len=50, max_batch_size=8)),
+    ],
+)
+def test_max_model_len_caps_the_context_served(cap: int | None, expected: EngineLimits) -> None:
+    assert served_limits(LIMITS, cap) == expected
+
+
+def test_max_model_len_past_the_engines_cannot_be_served() -> None:
+    with pytest.raises(ConfigError) as caught:
+        served_limits(LIMITS, 101)
+    assert str(caught.value) == (
+        "max_model_len (--max-model-len, GATEWAY_MAX_MODEL_LEN) is 101, more than the engine's "
+        "maximum context length of 100 tokens; give at most 100, or leave it unset to serve "
+        "the engine's"
+    )

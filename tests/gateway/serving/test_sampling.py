@@ -65,7 +65,7 @@ def test_ignore_eos_leaves_only_the_requested_stop_ids() -> None:
     [
         ({"logit_bias": {"50": 1}}, "logit_bias"),
         ({"logit_bias": {"the": 1}}, "logit_bias"),
-        ({"stop_token_ids": [-1]}, "stop_token_ids"),
+        ({"stop_token_ids": [50]}, "stop_token_ids"),  # past the vocabulary (50)
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"min_tokens": 91}, "min_tokens"),
     ],
