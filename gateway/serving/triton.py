@@ -33,7 +33,7 @@ class TritonGenerate:
         self, body: GenerateRequest, request_id: str, path: ModelPath
     ) -> Streamed | Whole:
         served = self.completions.runner.model_name
-        self._check_model(path, served)
+        self._check_model(path, self.completions.runner.model_names)
         body.reject_unsupported()
         if body.stream and not path.stream_route:
             raise InvalidRequest(
@@ -56,9 +56,9 @@ class TritonGenerate:
         return Whole(run, functools.partial(_body, run, names, prompt, body.return_log_probs))
 
     @staticmethod
-    def _check_model(path: ModelPath, served: str) -> None:
+    def _check_model(path: ModelPath, served: tuple[str, ...]) -> None:
         """Triton's errors: an unknown model is a 400, an unknown version of one a 404."""
-        if path.name not in (served, ENSEMBLE):
+        if path.name not in (*served, ENSEMBLE):
             raise InvalidRequest(f"Request for unknown model: '{path.name}' is not found")
         if path.version is not None and int(path.version) != int(VERSION):
             raise ModelNotFound(
