@@ -273,3 +273,15 @@ def test_streamed_and_whole_say_the_same_on_the_model(model_sdk: openai.OpenAI) 
     assert streamed.status == whole.status
     assert streamed.usage is not None and whole.usage is not None
     assert streamed.usage.output_tokens == whole.usage.output_tokens
+
+
+def test_a_client_that_leaves_mid_stream_leaves_nothing_stored(
+    synthetic_gateway: LiveServer,
+) -> None:
+    body = {"model": MODEL, "input": "Hi.", "stream": True, "max_output_tokens": 100_000}
+    with httpx.stream("POST", f"{synthetic_gateway.url}/v1/responses", json=body) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: response.created"
+        response_id = json.loads(next(lines).removeprefix("data: "))["response"]["id"]
+    got = httpx.get(f"{synthetic_gateway.url}/v1/responses/{response_id}")
+    assert got.status_code == 404

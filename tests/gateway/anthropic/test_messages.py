@@ -3,6 +3,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from engines.base import FinishReason
 from gateway.anthropic.messages import MessageEvents, message_body, stop_reason
 from gateway.openai.bodies import Collected
@@ -85,3 +88,53 @@ def test_the_body_keeps_complete_calls_and_drops_a_cut_one() -> None:
         {"type": "tool_use", "id": "c0", "name": "w", "input": {"a": 1}},
     ]
     assert (body["stop_reason"], body["usage"]["output_tokens"]) == ("max_tokens", 5)
+
+
+TEXT = st.text(alphabet='ab {}"é', max_size=4)
+
+
+@st.composite
+def deltas(draw: st.DrawFn) -> list[Delta]:
+    """Text and complete calls in any order, as a ChoiceStream hands them over."""
+    out, calls = [], 0
+    for _ in range(draw(st.integers(0, 10))):
+        pieces = []
+        if draw(st.booleans()):
+            arguments = json.dumps({"k": draw(TEXT)})
+            half = draw(st.integers(0, len(arguments)))
+            pieces = [
+                ToolCallDelta(calls, f"toolu_{calls}", "f", arguments[:half]),
+                ToolCallDelta(calls, arguments=arguments[half:]),
+            ]
+            calls += 1
+        out.append(Delta(content=draw(TEXT), tool_calls=pieces))
+    return out
+
+
+@given(deltas())
+def test_any_stream_reassembles_to_the_message_body(sequence: list[Delta]) -> None:
+    """The property: a Messages stream's blocks add up to the non-streamed message's."""
+    framer = MessageEvents("msg_1", "m", lambda: 1)
+    stream = choice(FinishReason.STOP)
+    frames = b"".join(framer.delta(stream, delta, None) for delta in sequence)
+    frames += framer.finish(stream, None)
+    blocks: list[dict[str, Any]] = []
+    partial: dict[int, str] = {}
+    for name, data in events(frames):
+        if name == "content_block_start":
+            blocks.append(dict(data["content_block"]))
+        elif name == "content_block_delta" and data["delta"]["type"] == "text_delta":
+            blocks[data["index"]]["text"] += data["delta"]["text"]
+        elif name == "content_block_delta":
+            partial[data["index"]] = partial.get(data["index"], "") + data["delta"]["partial_json"]
+    for index, text in partial.items():
+        blocks[index]["input"] = json.loads(text)
+    collected = Collected(stream)
+    for delta in sequence:
+        collected.add(delta)
+    body = message_body(collected, "msg_1", "m", (1, 1, 0))
+    texts = [b for b in body["content"] if b["type"] == "text" and b["text"]]
+    streamed_texts = "".join(b["text"] for b in blocks if b["type"] == "text")
+    assert streamed_texts == "".join(b["text"] for b in texts)
+    uses = [b for b in blocks if b["type"] == "tool_use"]
+    assert uses == [b for b in body["content"] if b["type"] == "tool_use"]

@@ -24,6 +24,8 @@ from gateway.anthropic.messages import MessageEvents
 from gateway.errors import ClientDisconnected, EngineFailure
 from gateway.http.responses import EventStream, JSONCompletion
 from gateway.openai.chunks import ChatChunks
+from gateway.responses.events import ResponseEvents, head
+from gateway.responses.protocol import ResponsesRequest
 from gateway.serving.admission import Admission, Ticket
 from gateway.serving.generation import Generation
 from gateway.serving.lifecycle import Lifecycle
@@ -203,6 +205,28 @@ async def test_an_anthropic_stream_fails_with_its_error_event_and_no_done(
     assert name == b"event: error"
     assert orjson.loads(payload.removeprefix(b"data: "))["error"]["type"] == "api_error"
     assert b"[DONE]" not in body and b"message_stop" not in body
+    assert (ticket.releases, failing.finished("error")) == (1, 1)
+    assert failing.idle()
+
+
+async def test_a_responses_stream_fails_with_response_failed_and_stores_it(
+    failing: Fixture,
+) -> None:
+    run, ticket = failing.run(max_tokens=10_000)
+    stored: list[dict[str, Any]] = []
+    request = ResponsesRequest.model_validate({"model": "m", "input": "Hi."})
+    events = ResponseEvents(head(request, "resp_1"), stored.append)
+    streamed = Streamed(run, events, events.prelude(), True, False)
+    client = Client()
+    await EventStream(streamed, Settings())(SCOPE, client.receive, client.send)
+    names = [frame.split(b"\n")[0] for frame in client.frames()]
+    assert names[:2] == [b"event: response.created", b"event: response.in_progress"]
+    assert names[-1] == b"event: response.failed"
+    last = orjson.loads(client.frames()[-1].split(b"\n")[1].removeprefix(b"data: "))
+    assert last["response"]["status"] == "failed"
+    assert last["response"]["error"]["code"] == "engine_error"
+    assert last["response"]["output"][0]["status"] == "incomplete"  # the text it had begun
+    assert stored == [last["response"]]
     assert (ticket.releases, failing.finished("error")) == (1, 1)
     assert failing.idle()
 

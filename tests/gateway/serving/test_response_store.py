@@ -1,0 +1,58 @@
+"""Stored responses: bounded in count and bytes, oldest out first, chains self-contained."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.serving.response_store import ResponseStore
+
+
+def response(response_id: str, text: str = "x") -> dict[str, Any]:
+    item = {"type": "message", "role": "assistant", "content": [{"text": text}]}
+    return {"id": response_id, "output": [item]}
+
+
+def size(stored: dict[str, Any], inputs: list[dict[str, Any]]) -> int:
+    return len(orjson.dumps(stored)) + len(orjson.dumps(inputs))
+
+
+def test_the_oldest_go_first_past_the_count() -> None:
+    store = ResponseStore(max_count=2, max_bytes=10**6)
+    for name in ("a", "b", "c"):
+        store.put(response(name), [])
+    assert (store.get("a"), len(store)) == (None, 2)
+    assert store.get("c") is not None
+
+
+def test_the_oldest_go_first_past_the_bytes() -> None:
+    one = size(response("a"), [])
+    store = ResponseStore(max_count=100, max_bytes=2 * one)
+    for name in ("a", "b", "c"):
+        store.put(response(name), [])
+    assert [store.get(name) is not None for name in "abc"] == [False, True, True]
+    assert store.bytes == 2 * one
+
+
+def test_one_too_large_is_not_stored_and_evicts_nothing() -> None:
+    store = ResponseStore(max_count=10, max_bytes=200)
+    store.put(response("a"), [])
+    store.put(response("big", "y" * 500), [])
+    assert store.get("big") is None and store.get("a") is not None
+
+
+def test_a_conversation_is_its_input_then_its_output() -> None:
+    store = ResponseStore(max_count=10, max_bytes=10**6)
+    asked = [{"type": "message", "role": "user", "content": "Hi."}]
+    store.put(response("a", "Hello."), asked)
+    stored = store.get("a")
+    assert stored is not None
+    assert stored.conversation == [*asked, *response("a", "Hello.")["output"]]
+
+
+def test_delete_frees_its_bytes() -> None:
+    store = ResponseStore(max_count=10, max_bytes=10**6)
+    store.put(response("a"), [])
+    assert store.delete("a") is True and store.delete("a") is False
+    assert (store.bytes, len(store)) == (0, 0)
