@@ -48,6 +48,7 @@ class CompletionRoute:
     body: type[pydantic.BaseModel]
     handler: Handler
     wire: Wire = Wire.OPENAI  # the API the route speaks: its errors' shape
+    json_only: bool = True  # False: a body of any content type is read as JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class PathRoute:
     body: type[pydantic.BaseModel]
     handler: PathHandler
     wire: Wire
+    json_only: bool = True
 
 
 class RouteTable:
@@ -112,13 +114,15 @@ class CompletionRoutes:
             match = path_route.pattern.fullmatch(path)
             if match is not None:
                 handler = functools.partial(path_route.handler, match.groupdict())
-                return CompletionRoute(path_route.body, handler, path_route.wire)
+                return CompletionRoute(
+                    path_route.body, handler, path_route.wire, path_route.json_only
+                )
         return None
 
     @staticmethod
     async def _serve(route: CompletionRoute, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            body = route.body.model_validate(await _json_body(scope, receive))
+            body = route.body.model_validate(await _json_body(scope, receive, route.json_only))
         except pydantic.ValidationError as error:
             raise InvalidRequest.from_validation(error.errors()) from None
         services: Services = scope["app"].state.services
@@ -126,10 +130,11 @@ class CompletionRoutes:
         await response(scope, receive, send)
 
 
-async def _json_body(scope: Scope, receive: Receive) -> Any:
+async def _json_body(scope: Scope, receive: Receive, json_only: bool) -> Any:
     """The body as JSON. As FastAPI reads one: only sent as `application/json` (or
-    `+json`), so a browser cannot post it cross-site without a CORS preflight."""
-    if not _is_json(dict(scope["headers"]).get(b"content-type")):
+    `+json`), so a browser cannot post it cross-site without a CORS preflight; unless
+    the API takes any (Triton's, which `curl -d` calls with form encoding)."""
+    if json_only and not _is_json(dict(scope["headers"]).get(b"content-type")):
         raise InvalidRequest("the body must be JSON, sent with 'Content-Type: application/json'")
     chunks = []
     more = True

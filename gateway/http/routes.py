@@ -171,7 +171,10 @@ async def triton_generate(
     return respond(await svc.triton.create(body, request_id, target), svc.settings)
 
 
-PATH_ROUTES = [PathRoute(TRITON_GENERATE, GenerateRequest, triton_generate, Wire.TRITON)]
+# As Triton does, any content type: its clients post with `curl -d` (form encoding).
+PATH_ROUTES = [
+    PathRoute(TRITON_GENERATE, GenerateRequest, triton_generate, Wire.TRITON, json_only=False)
+]
 
 COMPLETION_ROUTES = {
     "/v1/chat/completions": CompletionRoute(ChatCompletionRequest, chat_completions),

@@ -55,6 +55,21 @@ def test_generate_answers_the_prompt_and_its_completion(synthetic_gateway: LiveS
     }
 
 
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_body_is_read_as_json_whatever_its_content_type(
+    synthetic_gateway: LiveServer, content_type: str | None
+) -> None:
+    """As Triton reads it: the backend's documented `curl -d '{...}'` sends form encoding."""
+    headers = {} if content_type is None else {"content-type": content_type}
+    url = f"{synthetic_gateway.url}{ENSEMBLE}/generate"
+    response = httpx.post(url, content=orjson.dumps(BODY), headers=headers, timeout=60)
+    assert response.status_code == 200
+    assert response.json()["text_output"].startswith(BODY["text_input"])
+    unparsable = httpx.post(url, content=b"text_input=hi", headers=headers, timeout=60)
+    assert unparsable.status_code == 400
+    assert unparsable.json()["error"].startswith("the body is not valid JSON")
+
+
 def test_exclude_input_in_output_answers_the_completion_alone(
     synthetic_gateway: LiveServer,
 ) -> None:
