@@ -7,7 +7,9 @@ Each request gets one task that drains `generate_async(..., streaming=True)`. Th
 yields the same `RequestOutput` every step, mutated in place, so the task copies each
 step's new ids (`token_ids_diff`), and their logprobs if asked for, into the request's
 `TokenChannel`. A consumer that leaves before `Finished` aborts the request at once; the
-task still reads the final cancelled event. One more task reads iteration stats while
+task still reads the final cancelled event. So does a stop id that the library was not
+given (min_tokens with several stop ids, `sampling.Stops`): the task ends the output at it
+itself. One more task reads iteration stats while
 requests come in. engines/trtllm/sampling.py maps the contract's sampling onto the
 library's, refusing what the installed release cannot do.
 """
@@ -46,7 +48,7 @@ from engines.trtllm.compat import (
     worker_alive,
 )
 from engines.trtllm.releases import Feature
-from engines.trtllm.sampling import Support, sampling_params, token_logprobs
+from engines.trtllm.sampling import Stops, Support, sampling_params, split_stops, token_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class _Live:
 
     result: Any  # the library's RequestOutput
     prompt_tokens: int
-    stop_ids: frozenset[int]
+    stops: Stops
     top_logprobs: int | None  # the request's logprobs k
     channel: TokenChannel = field(init=False)
     emitted: int = 0
@@ -89,6 +91,8 @@ class _Live:
         self.channel = TokenChannel(self.top_logprobs is not None, on_abandon=self.result.abort)
 
     def step(self, output: Any) -> None:
+        if self.channel.closed:  # ended here at a late stop id; the library's end follows
+            return
         # Since NVIDIA/TensorRT-LLM#13119 a failed request ends with `.error` set, unraised.
         error = getattr(output, "error", None)
         if error:
@@ -96,11 +100,19 @@ class _Live:
             return
         completion = output.outputs[0]
         ids = list(completion.token_ids_diff)  # a copy: the next step mutates the lists
+        cut = self.stops.cut(ids, self.emitted)
+        if cut is not None:
+            # As the library ends on a stop id: the id counted, not yielded.
+            self._put(ids[:cut], completion)
+            self.finish(FinishReason.STOP, cached_tokens(output))
+            if not output.finished:
+                self.result.abort()  # free the batch slot and KV blocks now
+            return
         if not output.finished:
             self._put(ids, completion)
             return
         reason = _REASONS.get(completion.finish_reason, FinishReason.ABORT)
-        if reason is FinishReason.STOP and ids and ids[-1] in self.stop_ids:
+        if reason is FinishReason.STOP and ids and ids[-1] in self.stops.library:
             ids.pop()  # the PyTorch sampler can keep the end id that the C++ decoder drops
         self._put(ids, completion)
         self.finish(reason, cached_tokens(output))
@@ -298,8 +310,9 @@ class TrtllmEngine:
             )
         except Exception as exc:
             raise self._engine_error(exc) from exc
-        stops, top = request.sampling.stop_token_ids, request.sampling.logprobs
-        live = _Live(result, prompt_tokens, stops, top)
+        live = _Live(
+            result, prompt_tokens, split_stops(request.sampling), request.sampling.logprobs
+        )
         live.task = asyncio.create_task(self._pump(live), name=f"trtllm {request.request_id}")
         self._live.add(live)
         self._arm_stats()

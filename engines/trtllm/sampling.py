@@ -2,8 +2,10 @@
 
 What TensorRT-LLM does differently, and how the mapping makes up for it:
 
-* min_tokens holds back the end id only (stop words stay live), and masks vocabulary
-  entry -1 when the end id is -1. It is passed for a single stop id, refused for several.
+* min_tokens holds back the end id only (TorchSampler's `_apply_min_length_penalty`, the
+  C++ decoder's `penaltyKernels.cu`): stop words stay live (NVIDIA/TensorRT-LLM#4776), and
+  with the end id -1 it masks vocabulary entry -1. With several stop ids, one is the end id
+  and the others are kept from the library and watched by the engine (`Stops`).
 * What a release's sampler would silently skip (engines/trtllm/releases.py) is refused:
   a seed only where it matters, when the request samples rather than decodes greedily.
 * Presence and frequency penalties count prompt tokens unless `prompt_ignore_length`
@@ -88,11 +90,6 @@ def _check(support: Support, sampling: SamplingParams) -> None:
     for feature, wanted in asked.items():
         if wanted and feature in support.refused:
             raise EngineRequestError(f"{feature}: {support.refused[feature]}")
-    if sampling.min_tokens and len(sampling.stop_token_ids) > 1:
-        raise EngineRequestError(
-            "min_tokens: TensorRT-LLM holds back one end id only, and this request has "
-            f"{len(sampling.stop_token_ids)} stop token ids"
-        )
 
 
 def _greedy(sampling: SamplingParams) -> bool:
@@ -107,15 +104,41 @@ def _choice(sampling: SamplingParams) -> dict[str, Any]:
     return {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k}
 
 
+@dataclass(frozen=True, slots=True)
+class Stops:
+    """A request's stop ids: those TensorRT-LLM ends on, and those the engine ends on."""
+
+    library: frozenset[int]  # sent as end_id and stop_token_ids
+    late: frozenset[int] = frozenset()  # past min_tokens, the engine ends the output on these
+    min_tokens: int = 0
+
+    def cut(self, ids: Sequence[int], generated: int) -> int | None:
+        """Where a late stop id ends a step's `ids`, which follow `generated` earlier ones."""
+        for index, token in enumerate(ids):
+            if token in self.late and generated + index >= self.min_tokens:
+                return index
+        return None
+
+
+def split_stops(sampling: SamplingParams) -> Stops:
+    """min_tokens holds back the end id only, so any other stop id sent would end the
+    output before min_tokens: with several, the smallest is the end id and the rest late."""
+    stop_ids = sampling.stop_token_ids
+    if not sampling.min_tokens or len(stop_ids) < 2:
+        return Stops(stop_ids)
+    end_id = min(stop_ids)
+    return Stops(frozenset({end_id}), stop_ids - {end_id}, sampling.min_tokens)
+
+
 def _stops(sampling: SamplingParams) -> dict[str, Any]:
-    stop_ids = sorted(sampling.stop_token_ids)
+    stop_ids = sorted(split_stops(sampling).library)
     if not stop_ids:
         # No EOS stop at all. Without a tokenizer the library cannot fill end_id in; -1
         # never matches, and is what ignore_eos sends the executor anyway.
         return {"end_id": -1, "ignore_eos": True, "stop_token_ids": []}
     stops: dict[str, Any] = {"end_id": stop_ids[0], "stop_token_ids": stop_ids}
     if sampling.min_tokens:
-        stops["min_tokens"] = sampling.min_tokens  # a single stop id, the end id (_check)
+        stops["min_tokens"] = sampling.min_tokens  # the end id is then the only stop id sent
     return stops
 
 

@@ -22,7 +22,9 @@ executor/executor.py and batch_manager/llmRequest.cpp:
 * A stop id finishes as 'stop' and is cut from the output, but not from the logprobs.
   The end id finishes as 'stop' too and is left out of the output, as we believe the
   C++ decoder does (not read in source); `include_end_id` keeps it, to cover the other
-  case. `ignore_eos` makes the end id -1; `min_tokens` holds the end id back only.
+  case. `ignore_eos` makes the end id -1; `min_tokens` holds the end id back only: any
+  other stop id drawn before it still ends the output (`_apply_min_length_penalty`,
+  `penaltyKernels.cu`).
 * `embedding_bias` must be a float32 [vocab_size] tensor (the C++ decoder's check); as
   a stand-in for sampling, an id biased by 100 or more is emitted.
 * Guided decoding needs `guided_decoding_backend` on the LLM, which needs a tokenizer;
@@ -47,8 +49,9 @@ C++ decoder of prebuilt engines doing all of it:
   false. With `errors_on_result` a failed request ends with `.error` set, unraised.
 
 Runs on the event loop with real sleeps between steps. Output ids are deterministic:
-position i echoes the prompt as `token_base + prompt[i % len(prompt)] % token_span`, and
-with `eos_after=n` position n is the end id. The vocabulary size is the checkpoint's (or
+position i echoes the prompt as `token_base + prompt[i % len(prompt)] % token_span`; with
+`eos_after=n` position n is the end id, and `drawn` puts given ids at given positions (the
+end id only where min_tokens lets it through). The vocabulary size is the checkpoint's (or
 the engine's) `vocab_size`, `token_base + token_span` if it has none.
 """
 
@@ -63,7 +66,7 @@ import queue
 import random
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -98,6 +101,7 @@ class StandinConfig:
     token_base: int = 1000
     token_span: int = 1000
     eos_after: int | None = None
+    drawn: Mapping[int, int] = field(default_factory=dict)  # output position -> the id drawn
     include_end_id: bool = False  # the PyTorch sampler's way: the end id stays in output
     reject_token: int | None = None  # the executor fails prompts holding this id
     tokens_per_block: int = 4
@@ -431,6 +435,10 @@ class _Executor:
             return int(bias.argmax())
         if sequence.generated == self._eos_at(sequence) and _end_id(params) >= 0:
             return _end_id(params)
+        drawn = self.config.drawn.get(sequence.generated)
+        held = drawn == _end_id(params) and sequence.generated < self._min_tokens(sequence)
+        if drawn is not None and not held:
+            return drawn
         token = self._sampled(sequence)
         sequence.seen.add(token)
         return token
@@ -440,16 +448,20 @@ class _Executor:
         return isinstance(self.llm, _TrtLLM)
 
     def _eos_at(self, sequence: _Sequence) -> int | None:
-        """min_tokens bans the end id until that many tokens are out, as the sampler counts."""
         if self.config.eos_after is None:
             return None
+        return max(self.config.eos_after, self._min_tokens(sequence))
+
+    def _min_tokens(self, sequence: _Sequence) -> int:
+        """min_tokens bans the end id, and no other, until that many tokens are out, as the
+        sampler counts."""
         min_tokens = sequence.output.sampling_params.min_tokens or 0
         mode = MinTokens.OUTPUT if self._cpp_decoder else self.config.sampler_min_tokens
         if mode is MinTokens.IGNORED:
-            min_tokens = 0
-        elif mode is MinTokens.WHOLE_SEQUENCE:
-            min_tokens -= len(sequence.prompt)
-        return max(self.config.eos_after, min_tokens)
+            return 0
+        if mode is MinTokens.WHOLE_SEQUENCE:
+            return min_tokens - len(sequence.prompt)
+        return min_tokens
 
     def _sampled(self, sequence: _Sequence) -> int:
         """A seeded draw where a seed is given, else the prompt echoed."""

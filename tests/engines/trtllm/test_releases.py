@@ -11,11 +11,17 @@ from typing import Any
 
 import pytest
 
-from engines.base import EngineError, EngineRequestError, Finished, FinishReason
+from engines.base import (
+    EngineError,
+    EngineRequestError,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+)
 from engines.settings import TrtllmSettings
 from engines.trtllm import compat
 from engines.trtllm.engine import TrtllmEngine
-from tests.engines.trtllm.standin import MinTokens, StandinConfig, installed
+from tests.engines.trtllm.standin import MinTokens, Standin, StandinConfig, installed
 from tests.engines.trtllm.test_engine import (
     checkpoint,
     collect,
@@ -167,6 +173,71 @@ async def test_the_stand_in_reproduces_min_tokens_counting_the_prompt(tmp_path: 
         async for _ in result:
             pass
     assert result.outputs[0].token_ids == [1000]  # the 8-token prompt already counts past 3
+
+
+# min_tokens with several stop ids: the library holds back its end id only (TorchSampler's
+# _apply_min_length_penalty, the C++ decoder's penaltyKernels.cu); the engine ends on the rest.
+
+DRAWN = {0: 7, 2: 9, 3: 9, 5: 7}  # two stop ids before min_tokens 3, then two past it
+
+
+def several_stops() -> GenerationRequest:
+    return request(max_tokens=9, stop=(2, 7, 9), min_tokens=3)
+
+
+async def expect_the_first_stop_past_min_tokens(engine: TrtllmEngine, standin: Standin) -> None:
+    events = await collect(engine, several_stops())
+    assert tokens(events) == [7, 1006, 9]  # the early 7 and 9 are plain tokens
+    assert final(events) == Finished(FinishReason.STOP, 3, 4)  # the 9 at 3 counted, unsent
+    result = standin.llm.requests[-1]
+    params = result.sampling_params
+    assert (params.end_id, params.stop_token_ids, params.min_tokens) == (2, [2], 3)
+    await eventually(lambda: result.finished)
+    # Aborted at once: the library generated nothing past the stop.
+    assert len(result.abort_steps) == 1
+    assert result.outputs[0].token_ids == [7, 1006, 9, 9]
+    assert result.outputs[0].finish_reason == "cancelled"
+
+
+@pytest.mark.parametrize("version", RELEASES)
+async def test_min_tokens_with_several_stop_ids_ends_at_the_first_one_past_it(
+    tmp_path: Path, version: str
+) -> None:
+    config = release(version, drawn=DRAWN)
+    async with running(checkpoint(tmp_path), None, **config) as (engine, standin):
+        if version in ("1.0.0", "1.1.0", "1.2.1"):
+            with pytest.raises(EngineRequestError, match=r"min_tokens: .*#7808, #12166"):
+                await collect(engine, several_stops())
+            assert standin.llm.requests == []
+        else:
+            await expect_the_first_stop_past_min_tokens(engine, standin)
+
+
+@pytest.mark.parametrize("version", ENGINE_RELEASES)
+async def test_a_prebuilt_engine_ends_min_tokens_at_the_first_stop_id_past_it(
+    tmp_path: Path, version: str
+) -> None:
+    settings = TrtllmSettings(engine_dir=engine_dir(tmp_path), stats_idle_seconds=0.05)
+    async with running(tmp_path, settings, **release(version, drawn=DRAWN)) as (engine, standin):
+        await expect_the_first_stop_past_min_tokens(engine, standin)
+
+
+@pytest.mark.parametrize("version", ["1.4.0rc1", *ENGINE_RELEASES])
+async def test_the_stand_in_ends_on_a_stop_id_other_than_the_end_id_before_min_tokens(
+    tmp_path: Path, version: str
+) -> None:
+    config = release(version, drawn={0: 2, 1: 7})
+    on_engine = version in ENGINE_RELEASES  # the C++ decoder; else TorchSampler
+    settings = TrtllmSettings(engine_dir=engine_dir(tmp_path)) if on_engine else None
+    async with running(checkpoint(tmp_path), settings, **config) as (_, standin):
+        params = standin.sampling_params_cls(
+            end_id=2, stop_token_ids=[2, 7], max_tokens=9, min_tokens=3
+        )
+        result = standin.llm.generate_async([5, 6, 7], params, streaming=False)
+        async for _ in result:
+            pass
+    # The end id drawn first is held back; the 7 ends the output though min_tokens is 3.
+    assert (result.outputs[0].token_ids, result.outputs[0].finish_reason) == ([1005], "stop")
 
 
 # Health: a dead worker, noticed without traffic.

@@ -22,7 +22,7 @@ from engines.base import (
     TokenLogprob,
 )
 from engines.settings import TrtllmSettings
-from engines.trtllm.sampling import token_logprobs
+from engines.trtllm.sampling import Stops, token_logprobs
 from tests.engines.trtllm.standin import Standin
 from tests.engines.trtllm.standin_sampling import Logprob
 from tests.engines.trtllm.test_engine import collect, engine_dir, final, request, running, tokens
@@ -110,14 +110,42 @@ async def test_min_tokens_holds_the_end_id_back(tmp_path: Path) -> None:
     assert final(events) == Finished(FinishReason.STOP, 3, 4)
 
 
-async def test_min_tokens_needs_a_single_stop_id(tmp_path: Path) -> None:
+async def test_min_tokens_with_several_stop_ids_sends_the_smallest_alone(tmp_path: Path) -> None:
     async with running(model(tmp_path)) as (engine, standin):
-        with pytest.raises(EngineRequestError, match=r"min_tokens: .* 2 stop token ids"):
-            await collect(engine, request(stop=(2, 9), min_tokens=2))
-        assert standin.llm.requests == []
+        await collect(engine, request(stop=(9, 2, 7), min_tokens=2))
+        params = sent(standin)
+        assert (params.end_id, params.stop_token_ids, params.min_tokens) == (2, [2], 2)
+        await collect(engine, request(stop=(9, 2, 7)))  # without min_tokens the library has all
+        assert (sent(standin).end_id, sent(standin).stop_token_ids) == (2, [2, 7, 9])
         # Nothing to hold back; the library would mask vocabulary entry -1 instead.
         await collect(engine, request(min_tokens=2))
     assert sent(standin).min_tokens is None
+
+
+def test_a_late_stop_id_cuts_a_step_from_min_tokens_on() -> None:
+    stops = Stops(frozenset({2}), frozenset({7, 9}), min_tokens=3)
+    assert stops.cut([1, 7, 9, 7], generated=1) == 2  # the 7 is output token 2 of 3
+    assert stops.cut([7, 9], generated=0) is None
+    assert stops.cut([2, 5], generated=5) is None  # the end id is the library's
+    assert Stops(frozenset({2, 7})).cut([7, 2], generated=9) is None
+
+
+async def test_a_late_stop_id_cuts_its_logprobs_too(tmp_path: Path) -> None:
+    drawn = {1: 7, 3: 7}
+    async with running(model(tmp_path), drawn=drawn) as (engine, _):
+        held = request(max_tokens=9, stop=(2, 7), min_tokens=2, logprobs=1)
+        events = await collect(engine, held)
+    assert tokens(events) == [1005, 7, 1007]
+    assert [lp.logprob for lp in logprobs(events)] == [-2.75, -20.0, -2.75]  # none for the stop
+    assert final(events) == Finished(FinishReason.STOP, 3, 4)
+
+
+async def test_a_late_stop_id_on_the_last_token_is_a_stop(tmp_path: Path) -> None:
+    async with running(model(tmp_path), drawn={3: 7}) as (engine, standin):
+        events = await collect(engine, request(max_tokens=4, stop=(2, 7), min_tokens=2))
+    assert tokens(events) == [1005, 1006, 1007]
+    assert final(events) == Finished(FinishReason.STOP, 3, 4)
+    assert standin.llm.requests[-1].abort_steps == []  # the library had finished it already
 
 
 # Logit bias
