@@ -68,8 +68,11 @@ class Answer {
   }
 
   delta(delta) {
-    if (this.first === null) this.first = performance.now();
     const reasoning = delta.reasoning_content || delta.reasoning;
+    // The first token is the first delta with output (the first carries the role alone).
+    if (this.first === null && (reasoning || delta.content || delta.tool_calls)) {
+      this.first = performance.now();
+    }
     if (reasoning) {
       this.reasoning.hidden = false;
       this.reasoning.textContent += reasoning;
@@ -133,7 +136,6 @@ async function* events(response) {
 }
 
 async function send(prompt) {
-  const body = requestBody(prompt);
   $("log").append(element("div", "turn user", prompt));
   const answer = new Answer();
   controller = new AbortController();
@@ -145,7 +147,7 @@ async function send(prompt) {
     const response = await gateway.fetch("/v1/chat/completions", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
+      body: JSON.stringify(requestBody(prompt)),
       signal: controller.signal,
     });
     if (!response.ok) throw new Error(await gateway.error(response));

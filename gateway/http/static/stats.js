@@ -118,6 +118,13 @@ function format(value) {
   return value.toPrecision(2);
 }
 
+// The axis's top: 1, 2, 4, 8 or 10 times a power of ten, so its quarters read well.
+function roundUp(max) {
+  if (!(max > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(max));
+  return [1, 2, 4, 8, 10].find((m) => m * power >= max) * power;
+}
+
 // One chart: a line per figure over the last KEPT seconds, its latest values in the caption.
 class Chart {
   constructor([id, title, lines]) {
@@ -159,7 +166,7 @@ class Chart {
     context.scale(ratio, ratio);
     const [width, height, left] = [canvas.clientWidth, canvas.clientHeight, 44];
     const values = this.lines.flatMap((line) => line.points.map(([, v]) => v ?? 0));
-    const top = Math.max(...values, 0) * 1.15 || 1;
+    const top = roundUp(Math.max(...values, 0));
     const style = getComputedStyle(canvas);
     context.font = "11px system-ui, sans-serif";
     context.fillStyle = context.strokeStyle = style.color;

@@ -158,6 +158,34 @@ def test_the_snippets_run_and_answer_as_the_page_did(page: Page, gateway: LiveSe
     assert chunks[-1]["usage"]["completion_tokens"] == 8
 
 
+def test_json_mode_and_errors_reach_the_page(page: Page) -> None:
+    """The schema goes out as response_format; the synthetic engine refuses it in the stream."""
+    page.click("#clear")
+    page.fill("#format", "json_schema")
+    page.fill("#schema", '{"type": "object"}')
+    send(page, "JSON please", max_tokens=8)
+    page.wait_for(f"{last_answer('meta')}.textContent", "the answer never finished")
+    assert page.evaluate(f"{last_answer('error')}.textContent") == (
+        "the synthetic engine cannot enforce constraints"
+    )
+    assert page.evaluate(f"{last_answer('meta')}.textContent") == "failed"
+    body = json.loads(page.text("#curl").split(" -d '")[1].rstrip("'"))
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": {"type": "object"}},
+    }
+    page.fill("#format", "text")
+    page.fill("#tools", "[{")
+    send(page, "With broken tools", max_tokens=8)
+    page.wait_for(f"{last_answer('meta')}.textContent", "the answer never finished")
+    assert page.evaluate(f"{last_answer('error')}.textContent").startswith(
+        "tools is not valid JSON: "
+    )
+    assert page.text("#python").startswith("tools is not valid JSON: ")
+    page.fill("#tools", "")
+    assert page.errors == []
+
+
 def test_model_text_is_shown_as_text(page: Page, gateway: LiveServer) -> None:
     """Markup from the user or the model is never run; reasoning and tool calls stream apart."""
     page.click("#clear")
