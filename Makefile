@@ -22,7 +22,7 @@ INSTALL = bin/pip install --quiet --disable-pip-version-check --require-hashes -
 LOCK = $(DEV)/bin/pip-compile --quiet --upgrade --generate-hashes --strip-extras \
 	--no-emit-index-url --no-emit-find-links --unsafe-package triton --unsafe-package trtllm-gateway
 
-.PHONY: serve test lint bench lock
+.PHONY: serve test lint bench lock chromium
 
 # $(1): the venv, $(2): its locked requirements, $(3): what it is for.
 define make_venv
@@ -54,8 +54,15 @@ lint: $(DEV)/.installed
 	$(DEV)/bin/lint-imports
 	$(DEV)/bin/hadolint Dockerfile
 
-test: lint
+test: lint chromium
 	$(DEV)/bin/pytest
+
+# The UI's browser tests run Debian's chromium; without it (and without root to install
+# it) they are skipped, saying why.
+chromium:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+		|| echo "chromium could not be installed: the browser tests will be skipped"
 
 # The gateway's overhead on the synthetic engine (about 3 minutes; see docs/performance.md).
 bench: $(DEV)/.installed

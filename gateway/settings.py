@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # Empty: no CORS headers at all.
     cors_allow_origins: list[str] = Field(default=[], examples=[["https://chat.example.com"]])
     access_log: bool = True  # one JSON line per request; never prompts or outputs
+    # The playground (/ui/) and live dashboard (/ui/stats), served without a key (the APIs
+    # they call still need one). Off: neither page, and / is a 404.
+    ui: bool = True
 
     transformers: TransformersSettings = TransformersSettings()
     synthetic: SyntheticSettings = SyntheticSettings()

@@ -32,6 +32,7 @@ from gateway.http.errors import http_response
 from gateway.http.routes import COMPLETION_ROUTES, PATH_ROUTES, router
 from gateway.http.security import APIKeyAuth, BodyLimit, api_key_digests
 from gateway.http.state import Services
+from gateway.http.ui import ui_paths, ui_router
 from gateway.serving.admission import Admission
 from gateway.serving.lengths import served_limits
 from gateway.serving.lifecycle import Lifecycle
@@ -65,8 +66,13 @@ def create_app(
         title="trtllm-gateway",
         lifespan=_lifespan(settings, engine, model_names, metrics, lifecycle, loop_lag),
     )
-    app.include_router(router)
-    routes = frozenset(getattr(route, "path", "") for route in [*app.routes, *router.routes])
+    routers = [router, ui_router()] if settings.ui else [router]
+    for each in routers:
+        app.include_router(each)
+    routes = frozenset(
+        getattr(route, "path", "")
+        for route in [*app.routes, *(r for x in routers for r in x.routes)]
+    )
     table = RouteTable(COMPLETION_ROUTES, PATH_ROUTES)
     _install_middleware(app, settings, metrics.http_requests, routes, table)
     _install_error_handlers(app, table)
@@ -178,6 +184,7 @@ def _install_middleware(
     digests = api_key_digests(settings)
     if digests:
         open_paths = ["/health", "/ready"] + ([] if settings.metrics_require_key else ["/metrics"])
+        open_paths += sorted(ui_paths()) if settings.ui else []
         app.add_middleware(APIKeyAuth, digests=digests, open_paths=open_paths, wires=table.wire)
     if settings.cors_allow_origins:
         app.add_middleware(
