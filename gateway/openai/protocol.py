@@ -24,9 +24,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from gateway.errors import InvalidRequest, UnsupportedParameter
+from gateway.openai.tools import Tool, ToolChoice, choice_refusal, tool_refusal
 
 
 class _Wire(BaseModel):
@@ -122,89 +122,6 @@ def _json_or_text(arguments: str) -> Any:
         return json.loads(arguments)
     except ValueError:
         return arguments
-
-
-class FunctionDefinition(_Wire):
-    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", max_length=64)]  # OpenAI's limits
-    description: str | None = None
-    parameters: dict[str, Any] | None = None  # a JSON Schema: tool_prompts checks it compiles
-    strict: bool | None = None  # accepted: forced calls follow the schema strictly anyway
-
-
-class Tool(_Wire):
-    type: Literal["function"] = "function"
-    function: FunctionDefinition
-
-    def template_dict(self) -> dict[str, Any]:
-        """The tool as chat templates take it: the fields the client sent, and no others."""
-        return self.model_dump(exclude_unset=True)
-
-
-class ToolChoiceFunction(_Wire):
-    name: str
-
-
-class NamedToolChoice(_Wire):
-    type: Literal["function"]
-    function: ToolChoiceFunction
-
-
-ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
-
-
-def _tool_refusal(tools: list[Any], error: ErrorDetails) -> InvalidRequest:
-    """OpenAI's 400 for pydantic's first complaint about one of `tools`."""
-    index, *field = error["loc"]
-    where = f"tools[{index}]" + "".join(f".{part}" for part in field)
-    value = error["input"]
-    if field in ([], ["type"]):  # not an object, or a tool of another type
-        return InvalidRequest(
-            f"Invalid value: {value!r}. Supported values are: 'function'.",
-            param=f"tools[{index}].type",
-            code="invalid_value",
-        )
-    if field == ["function"] or error["type"] == "missing" or value is None:
-        return _missing(where)
-    if field[-1] == "parameters":
-        name = tools[int(index)]["function"]["name"]  # a string: the name is checked first
-        return InvalidRequest(
-            f"Invalid schema for function '{name}': parameters must be a JSON Schema object.",
-            param=where,
-            code="invalid_function_parameters",
-        )
-    if error["type"] == "string_too_long":
-        return InvalidRequest(
-            f"Invalid '{where}': string too long. Expected a string with maximum length 64, "
-            f"but got a string with length {len(value)} instead.",
-            param=where,
-            code="string_above_max_length",
-        )
-    if field[-1] == "name":
-        return InvalidRequest(
-            f"Invalid '{where}': string does not match pattern. "
-            "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
-            param=where,
-            code="invalid_value",
-        )
-    message = f"Invalid type for '{where}': {error['msg']}."  # description, strict
-    return InvalidRequest(message, param=where, code="invalid_type")
-
-
-def _choice_refusal(choice: object) -> InvalidRequest:
-    """OpenAI's 400 for a `tool_choice` that is neither a mode nor a named function."""
-    if isinstance(choice, dict):
-        return _missing("tool_choice.function.name")
-    return InvalidRequest(
-        f"Invalid value: '{choice}'. Supported values are: 'none', 'auto', and 'required'.",
-        param="tool_choice",
-        code="invalid_value",
-    )
-
-
-def _missing(where: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Missing required parameter: '{where}'.", param=where, code="missing_required_parameter"
-    )
 
 
 class StreamOptions(_Wire):
@@ -303,7 +220,7 @@ class ChatCompletionRequest(SamplingFields):
         except ValidationError as error:
             if not isinstance(tools, list):
                 raise  # pydantic's own 400 names `tools`
-            raise _tool_refusal(tools, error.errors()[0]) from None
+            raise tool_refusal(tools, error.errors()[0]) from None
 
     @field_validator("tool_choice", mode="wrap")
     @classmethod
@@ -311,7 +228,7 @@ class ChatCompletionRequest(SamplingFields):
         try:
             return handler(choice)
         except ValidationError:
-            raise _choice_refusal(choice) from None
+            raise choice_refusal(choice) from None
 
     @property
     def requested_max_tokens(self) -> int | None:

@@ -20,7 +20,8 @@ from gateway.errors import InvalidRequest
 from gateway.openai.bodies import chat_choice
 from gateway.openai.chunks import ChatChunks
 from gateway.openai.logprobs import LogprobFormatter
-from gateway.openai.protocol import ChatCompletionRequest, NamedToolChoice
+from gateway.openai.protocol import ChatCompletionRequest
+from gateway.openai.tools import NamedToolChoice
 from gateway.serving import tool_prompts
 from gateway.serving.prompts import PromptRenderer
 from gateway.serving.runs import ChoiceFactory, Run, Runner, Streamed, Whole

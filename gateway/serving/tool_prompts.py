@@ -29,7 +29,7 @@ from typing import Any
 from xgrammar import Grammar
 
 from gateway.errors import InvalidRequest
-from gateway.openai.protocol import FunctionDefinition, NamedToolChoice, Tool, ToolChoice
+from gateway.openai.tools import FunctionDefinition, NamedToolChoice, Tool, ToolChoice
 
 _XGRAMMAR_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: ")  # "[01:05:04] /project/cpp/x.cc:83: "
 

@@ -17,7 +17,8 @@ from pydantic import TypeAdapter
 from xgrammar.testing import _get_masked_tokens_from_bitmask, _is_grammar_accept_string
 
 from gateway.errors import InvalidRequest
-from gateway.openai.protocol import ChatCompletionRequest, Tool, ToolChoice
+from gateway.openai.protocol import ChatCompletionRequest
+from gateway.openai.tools import Tool, ToolChoice
 from gateway.serving.prompts import PromptRenderer
 from gateway.serving.tool_prompts import (
     fallback_messages,
