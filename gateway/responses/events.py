@@ -51,14 +51,14 @@ def head(body: ResponsesRequest, response_id: str) -> dict[str, Any]:
     }
 
 
-def usage_body(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> dict[str, Any]:
+def usage_body(usage: dict[str, Any], reasoning_tokens: int) -> dict[str, Any]:
+    """Responses' usage from a chat completion's (`Usage.body()`)."""
     return {
-        "input_tokens": prompt_tokens,
-        "input_tokens_details": {"cached_tokens": cached_tokens},
-        "output_tokens": completion_tokens,
-        # Not counted apart: the engine reports one count for what the model wrote.
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": prompt_tokens + completion_tokens,
+        "input_tokens": usage["prompt_tokens"],
+        "input_tokens_details": {"cached_tokens": usage["prompt_tokens_details"]["cached_tokens"]},
+        "output_tokens": usage["completion_tokens"],
+        "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+        "total_tokens": usage["total_tokens"],
     }
 
 
@@ -100,6 +100,7 @@ class ResponseEvents:
         self._frames: list[bytes] = []
         self._output = Output(self._event)
         self._reason: FinishReason | None = None
+        self._reasoning_tokens = 0
 
     def prelude(self) -> list[bytes]:
         response = self._head | {
@@ -119,17 +120,14 @@ class ResponseEvents:
 
     def finish(self, choice: ChoiceStream, usage: dict[str, Any] | None) -> bytes:
         self._reason = choice.finish_reason
+        self._reasoning_tokens = choice.reasoning_tokens
         cut = self._reason is FinishReason.LENGTH
         self._output.close("incomplete" if cut else "completed")
         return self._take()
 
     def usage(self, usage: dict[str, Any]) -> bytes:
         """The last event: the whole response, with its usage (asked for once, at the end)."""
-        counts = usage_body(
-            usage["prompt_tokens"],
-            usage["completion_tokens"],
-            usage["prompt_tokens_details"]["cached_tokens"],
-        )
+        counts = usage_body(usage, self._reasoning_tokens)
         response = finished(self._head, self._output, self._reason, counts)
         kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
         self._event(kind, {"response": response})

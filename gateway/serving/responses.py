@@ -105,9 +105,9 @@ class _Into:
 async def _body(run: Run, fields: dict[str, Any], keep: Keep) -> bytes:
     sink = _Into()
     await run.drive(sink)
-    usage = run.usage()
-    counts = usage_body(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-    reason = run.generations[0].choice.finish_reason
+    choice = run.generations[0].choice
+    counts = usage_body(run.usage().body(), choice.reasoning_tokens)
+    reason = choice.finish_reason
     response = finished(fields, sink.output, reason, counts)
     keep(response)
     return orjson.dumps(response)

@@ -52,6 +52,11 @@ class ReasoningSplitter:
         self._trim = starts_in_reasoning
         self._echo = starts_in_reasoning  # a start tag may still come, written anyway
 
+    @property
+    def thinking(self) -> bool:
+        """Inside the reasoning block: its end tag not yet seen."""
+        return self._state is _State.INSIDE
+
     def push(self, text: str) -> tuple[str, str]:
         """(reasoning, content) safe to send now."""
         buffer, self._held = self._held + text, ""

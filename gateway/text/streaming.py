@@ -44,6 +44,9 @@ class ChoiceStream:
     reasoning: ReasoningSplitter | None = None
     tools: ToolCallParser | None = None
     tokens: int = 0  # token ids received from the engine
+    # Of those, the reasoning block's: from the token that completes its start tag
+    # through the one that completes its end tag.
+    reasoning_tokens: int = 0
     text_offset: int = 0  # text-completion logprobs: where the next token's text starts
     finish_reason: FinishReason | None = None  # set once: by a stop string or by `finish`
 
@@ -56,7 +59,10 @@ class ChoiceStream:
         stopped = False
         if self.stops is not None and text:
             text, stopped = self.stops.push(text)
+        thinking = self.reasoning is not None and self.reasoning.thinking
         delta = self._split(text, final=stopped)
+        if thinking or (self.reasoning is not None and self.reasoning.thinking):
+            self.reasoning_tokens += len(token_ids)
         if stopped:
             self.finish_reason = self._reason(FinishReason.STOP)
         if logprobs:

@@ -77,6 +77,24 @@ def test_reasoning_is_split_from_content(model_dir: Path) -> None:
     assert (pushed.reasoning + final.reasoning, pushed.content + final.content) == ("hmm", "Yes")
 
 
+def test_reasoning_tokens_run_from_the_start_tags_last_token_to_the_end_tag(
+    model_dir: Path,
+) -> None:
+    """Its first tokens ("<", "think") are the start tag only once the tag is whole."""
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+
+    def ids(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False).ids
+
+    before, block, after = ids("Sure. "), ids("<think>hmm, let me see</think>"), ids(" Yes")
+    choice = ChoiceStream(0, IncrementalDetokenizer(tokenizer, []), reasoning=ReasoningSplitter())
+    for token in [*before, *block, *after]:  # one token a step, as engines send them
+        choice.push([token])
+    assert block[: len(ids("<think>"))] == ids("<think>")
+    assert choice.reasoning_tokens == len(block) - len(ids("<think>")) + 1
+    assert choice.tokens == len(before) + len(block) + len(after)
+
+
 def test_logprobs_come_with_the_tokens_they_are_of(model_dir: Path) -> None:
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     choice = ChoiceStream(0, IncrementalDetokenizer(tokenizer, []))
