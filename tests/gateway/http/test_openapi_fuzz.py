@@ -41,7 +41,8 @@ CHECKS = [
 ]
 REFUSED = ["n", "logprobs", "top_logprobs", "tools", "tool_choice", "functions"]
 REFUSED += ["response_format", "presence_penalty", "frequency_penalty", "logit_bias"]
-EXAMPLES = 400  # per operation and mode: about 20 s in all on two cores
+EXAMPLES = 400  # per operation and mode: about 4 minutes in all on two cores (mostly generating
+# the nested Anthropic bodies)
 
 
 @pytest.fixture(scope="module")
