@@ -49,10 +49,9 @@ class Output:
         """End the open item: `status` is "incomplete" when the output was cut short."""
         if self._open is None:
             return
-        item, index = self.items[-1], len(self.items) - 1
+        item, where = self.items[-1], self._where()
         self._open = None
         item["status"] = status
-        where = {"item_id": item["id"], "output_index": index}
         if item["type"] == "function_call":
             done = {**where, "name": item["name"], "arguments": item["arguments"]}
             self._emit("response.function_call_arguments.done", done)
@@ -63,7 +62,9 @@ class Output:
                 text["logprobs"] = []
             self._emit(_TEXT_EVENTS[item["type"]] + ".done", text)
             self._emit("response.content_part.done", {**where, "content_index": 0, "part": part})
-        self._emit("response.output_item.done", {"output_index": index, "item": item})
+        self._emit(
+            "response.output_item.done", {"output_index": where["output_index"], "item": item}
+        )
 
     def _text(self, kind: str, text: str) -> None:
         if self._open != kind:
@@ -71,14 +72,12 @@ class Output:
             part: dict[str, Any] = {"type": _PARTS[kind], "text": ""}
             if kind == "message":
                 part |= {"annotations": [], "logprobs": []}
-            item = self.items[-1]
-            where = {"item_id": item["id"], "output_index": len(self.items) - 1}
-            self._emit("response.content_part.added", {**where, "content_index": 0, "part": part})
-            item["content"].append(part)
-        item = self.items[-1]
-        item["content"][0]["text"] += text
-        event = {"item_id": item["id"], "output_index": len(self.items) - 1, "content_index": 0}
-        event["delta"] = text
+            self._emit(
+                "response.content_part.added", {**self._where(), "content_index": 0, "part": part}
+            )
+            self.items[-1]["content"].append(part)
+        self.items[-1]["content"][0]["text"] += text
+        event = {**self._where(), "content_index": 0, "delta": text}
         if kind == "message":
             event["logprobs"] = []
         self._emit(_TEXT_EVENTS[kind] + ".delta", event)
@@ -95,13 +94,14 @@ class Output:
                 "status": "in_progress",
             }
             self._start(kind, item)
-        item = self.items[-1]
         if piece.arguments:
-            item["arguments"] += piece.arguments
-            event = {"item_id": item["id"], "output_index": len(self.items) - 1}
-            self._emit(
-                "response.function_call_arguments.delta", {**event, "delta": piece.arguments}
-            )
+            self.items[-1]["arguments"] += piece.arguments
+            event = {**self._where(), "delta": piece.arguments}
+            self._emit("response.function_call_arguments.delta", event)
+
+    def _where(self) -> dict[str, Any]:
+        """The open item's place, as its events name it."""
+        return {"item_id": self.items[-1]["id"], "output_index": len(self.items) - 1}
 
     def _start(self, kind: str, item: dict[str, Any]) -> None:
         self.close()
