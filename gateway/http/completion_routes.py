@@ -121,11 +121,14 @@ class CompletionRoutes:
 
     @staticmethod
     async def _serve(route: CompletionRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        services: Services = scope["app"].state.services
+        # A saturated server refuses before reading the body: under a flood of requests
+        # it sheds (429) cheaply what it cannot serve, and keeps its loop for the rest.
+        services.admission.check()
         try:
             body = route.body.model_validate(await _json_body(scope, receive, route.json_only))
         except pydantic.ValidationError as error:
             raise InvalidRequest.from_validation(error.errors()) from None
-        services: Services = scope["app"].state.services
         response = await route.handler(body, services, request_id_of(scope))
         await response(scope, receive, send)
 

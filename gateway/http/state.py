@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from engines.base import Engine, EngineLimits
+from gateway.serving.admission import Admission
 from gateway.serving.chat import ChatCompletions
 from gateway.serving.completions import Completions
 from gateway.serving.lifecycle import Lifecycle
@@ -33,6 +34,7 @@ class Services:
     model_name: str  # the reported name
     model_names: tuple[str, ...]  # every name accepted as `model`, the reported one first
     lifecycle: Lifecycle
+    admission: Admission
     settings: Settings
     triton: TritonGenerate
 
@@ -57,6 +59,7 @@ class Services:
             runner.model_name,
             runner.model_names,
             runner.lifecycle,
+            runner.admission,
             runner.settings,
             TritonGenerate(completions),
         )

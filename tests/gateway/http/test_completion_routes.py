@@ -11,12 +11,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import Wire
 from gateway.http.completion_routes import CompletionRoute, CompletionRoutes, PathRoute, RouteTable
 from gateway.http.state import Services
 from gateway.openai.protocol import ChatCompletionRequest
+from gateway.serving.admission import Admission
 from tests.conftest import LiveServer
 
 Message = MutableMapping[str, Any]
@@ -29,7 +31,10 @@ class Front:
     """`CompletionRoutes` over a handler that echoes what it was given, and an app that
     records what passed on to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_requests: int = 8) -> None:
+        rejections = Counter("r", "r", ("model_name", "reason"), registry=CollectorRegistry())
+        self.admission = Admission(max_requests, 1000, 1, rejections, "m")
+        self.received = 0
         self.handled: list[tuple[ChatCompletionRequest, str]] = []
         self.params: list[Mapping[str, str | None]] = []
         self.passed: list[str] = []
@@ -68,7 +73,9 @@ class Front:
             "path": path,
             "headers": headers,
             "state": {"request_id": "req-1"},
-            "app": SimpleNamespace(state=SimpleNamespace(services=None)),
+            "app": SimpleNamespace(
+                state=SimpleNamespace(services=SimpleNamespace(admission=self.admission))
+            ),
         }
         messages: list[Message] = [
             {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
@@ -79,6 +86,7 @@ class Front:
         sent: list[Message] = []
 
         async def receive() -> Message:
+            self.received += 1
             return messages.pop(0)
 
         async def send(message: Message) -> None:
@@ -195,6 +203,15 @@ async def test_invalid_bodies_are_400_naming_the_field(
     assert body["error"]["param"] == param
     assert words in body["error"]["message"]
     assert front.handled == []
+
+
+async def test_a_saturated_server_refuses_before_reading_the_body() -> None:
+    """Shedding load costs no parsing: even an invalid body gets the 429."""
+    front = Front(max_requests=1)
+    front.admission.in_flight = 1
+    status, body = await front.call([b"{not json"])
+    assert (status, body["error"]["code"]) == (429, "overloaded")
+    assert (front.received, front.handled) == (0, [])
 
 
 async def test_a_client_gone_while_sending_its_body_is_never_handled() -> None:
