@@ -56,3 +56,27 @@ def test_delete_frees_its_bytes() -> None:
     store.put(response("a"), [])
     assert store.delete("a") is True and store.delete("a") is False
     assert (store.bytes, len(store)) == (0, 0)
+
+
+def test_a_chain_survives_the_eviction_of_its_first_link() -> None:
+    """Each record holds its whole conversation: what `previous_response_id` continues."""
+    store = ResponseStore(max_count=2, max_bytes=10**6)
+    first_input = [{"type": "message", "role": "user", "content": "One."}]
+    store.put(response("a", "1"), first_input)
+    first = store.get("a")
+    assert first is not None
+    store.put(response("b", "2"), first.conversation)
+    store.put(response("c", "3"), [])  # evicts "a"
+    second = store.get("b")
+    assert store.get("a") is None and second is not None
+    assert second.conversation == [
+        *first_input,
+        *response("a", "1")["output"],
+        *response("b", "2")["output"],
+    ]
+
+
+def test_a_store_of_zero_keeps_nothing() -> None:
+    store = ResponseStore(max_count=0, max_bytes=10**6)
+    store.put(response("a"), [])
+    assert (store.get("a"), len(store), store.bytes) == (None, 0, 0)
