@@ -71,15 +71,23 @@ class RouteTable:
         self.routes = dict(routes)
         self.path_routes = tuple(path_routes)
 
-    def find(self, path: str) -> CompletionRoute | PathRoute | None:
+    def route(self, path: str) -> CompletionRoute | None:
+        """The POST route for `path`: a path route's handler gets its pattern's groups first."""
         route = self.routes.get(path)
         if route is not None:
             return route
-        return next((r for r in self.path_routes if r.pattern.fullmatch(path)), None)
+        for path_route in self.path_routes:
+            match = path_route.pattern.fullmatch(path)
+            if match is not None:
+                handler = functools.partial(path_route.handler, match.groupdict())
+                return CompletionRoute(
+                    path_route.body, handler, path_route.wire, path_route.json_only
+                )
+        return None
 
     def wire(self, path: str) -> Wire:
         """The API `path` speaks: its errors' shape."""
-        route = self.find(path)
+        route = self.route(path)
         return Wire.OPENAI if route is None else route.wire
 
 
@@ -96,7 +104,7 @@ class CompletionRoutes:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = self._route(scope["path"])
+            route = self.table.route(scope["path"])
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -104,20 +112,6 @@ class CompletionRoutes:
             await self._serve(route, scope, receive, send)
         except GatewayError as error:
             await http_response(error, route.wire)(scope, receive, send)
-
-    def _route(self, path: str) -> CompletionRoute | None:
-        """The POST route for `path`: a path route's handler gets its pattern's groups."""
-        route = self.table.routes.get(path)
-        if route is not None:
-            return route
-        for path_route in self.table.path_routes:
-            match = path_route.pattern.fullmatch(path)
-            if match is not None:
-                handler = functools.partial(path_route.handler, match.groupdict())
-                return CompletionRoute(
-                    path_route.body, handler, path_route.wire, path_route.json_only
-                )
-        return None
 
     @staticmethod
     async def _serve(route: CompletionRoute, scope: Scope, receive: Receive, send: Send) -> None:
