@@ -1,25 +1,28 @@
 """The engine contract: the only engine types that `gateway/` imports.
 
 The gateway owns text: it applies the chat template, tokenizes, detokenizes and
-matches stop strings. An engine sees token ids only:
+matches stop strings. An engine sees token ids only, and writes each request's
+output to the caller's `Sink`, on the event loop's thread:
 
     request = GenerationRequest("req-1", prompt_token_ids=[...], sampling=SamplingParams(64))
-    async with contextlib.aclosing(engine.generate(request)) as events:
-        async for event in events:
-            match event:
-                case TokenDelta(token_ids=ids): ...       # new ids, never empty
-                case Finished(reason=reason): ...         # always last
+    abort = await engine.open(request, sink)
+    # each engine step: sink.put(new_ids) for every request that advanced;
+    # last: sink.finish(Finished(...)) or sink.fail(EngineError(...))
 
-Closing the iterator before `Finished` (the consumer went away, or found a stop
-string) aborts the request in the engine at once and frees its KV cache. The
-token that ended generation on a stop id is not yielded, but is counted in
-`Finished.completion_tokens`.
+A sink hears of every request an engine step advanced within that step, so a
+consumer can serve all of them in one pass (`gateway/serving/delivery.py`)
+instead of waking once per request. Calling `abort` before the last word (the
+consumer went away, or found a stop string) stops the request at once and frees
+its KV cache; the engine may still write to the sink afterwards, which ignores
+it. The token that ended generation on a stop id is not put, but is counted in
+`Finished.completion_tokens`. `engines.channel.generate` turns this into an
+async iterator of events, for consumers that want one.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -179,6 +182,22 @@ class PromptTooLong(EngineRequestError):
         self.input_limit = input_limit
 
 
+class Sink(Protocol):
+    """Where an engine puts one request's output; `finish` or `fail` is its last word."""
+
+    @property
+    def closed(self) -> bool:
+        """True once the engine has said its last word for this request."""
+        ...
+
+    def put(self, token_ids: Iterable[int], logprobs: Iterable[TokenLogprob] = ()) -> None:
+        """New ids, never empty; with one logprob per id when the request asked for them."""
+
+    def finish(self, final: Finished) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...
+
+
 class Engine(Protocol):
     """An inference engine held in-process; every method runs on the event loop."""
 
@@ -197,6 +216,10 @@ class Engine(Protocol):
 
     def stats(self) -> EngineStats: ...
 
-    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
-        """Events for one request; raises `EngineError` if the engine fails it."""
+    async def open(self, request: GenerationRequest, sink: Sink) -> Callable[[], None]:
+        """Start `request`, its output going to `sink`; returns what aborts it.
+
+        Raises `EngineError` (`EngineRequestError` for the request's own fault) if the
+        engine cannot take it; a failure once it runs reaches `sink.fail`.
+        """
         ...

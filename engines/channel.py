@@ -1,18 +1,17 @@
-"""A per-request hand-off from an engine's step loop to the request's consumer.
+"""An engine's output for one request as an async iterator of events.
 
-Engines push every token of a step into each request's channel from the event
-loop (one `call_soon_threadsafe` per step when the engine runs in a thread), and
-the consumer drains everything pending at once: a consumer that fell behind
-gets one `TokenDelta` with several ids instead of a backlog of events.
+    async with contextlib.aclosing(generate(engine, request)) as events:
+        async for event in events:
+            match event:
+                case TokenDelta(token_ids=ids): ...       # new ids, never empty
+                case Finished(reason=reason): ...         # always last
 
-`events()` is what an engine's `generate` returns: closing it before the engine's
-last word (the consumer left, or found a stop string) calls the channel's
-`on_abandon`, where the engine aborts the request, so no generator of the
-engine's own stands between the channel and the consumer on every token.
-
-An engine writes to a `Sink`: a `TokenChannel` when its consumer is in the
-same process, or the engine worker's relay (engines/worker/host.py), which
-batches every request's step into one message to the gateway's process.
+For consumers that iterate (the engines' tests, the engine-alone benchmark); the
+gateway's own consumer is a `Sink` itself (`gateway/serving/generation.py`). The
+`TokenChannel` sink gathers what the engine puts until the consumer asks: a
+consumer that fell behind gets one `TokenDelta` with several ids instead of a
+backlog of events. Closing the iterator before the engine's last word aborts
+the request.
 
 Not thread-safe: call every method on the event loop's thread.
 """
@@ -20,26 +19,31 @@ Not thread-safe: call every method on the event loop's thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Callable, Iterable
-from typing import Protocol
 
-from engines.base import Finished, GenerationEvent, TokenDelta, TokenLogprob
+from engines.base import (
+    Engine,
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    TokenDelta,
+    TokenLogprob,
+)
 
 
-class Sink(Protocol):
-    """Where an engine puts one request's output; `finish` or `fail` is its last word."""
-
-    @property
-    def closed(self) -> bool: ...
-
-    def put(self, token_ids: Iterable[int], logprobs: Iterable[TokenLogprob] = ()) -> None: ...
-
-    def finish(self, final: Finished) -> None: ...
-
-    def fail(self, error: BaseException) -> None: ...
+async def generate(engine: Engine, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
+    """`engine`'s events for `request`; raises `EngineError` if the engine fails it."""
+    channel = TokenChannel(logprobs=request.sampling.logprobs is not None)
+    channel.on_abandon = await engine.open(request, channel)
+    async with contextlib.aclosing(channel.events()) as events:
+        async for event in events:
+            yield event
 
 
 class TokenChannel:
+    """A `Sink` that keeps what the engine put until `events()` hands it on."""
+
     __slots__ = ("_error", "_final", "_logprobs", "_tokens", "_waiter", "on_abandon")
 
     def __init__(

@@ -89,13 +89,14 @@ class _EngineStream(ClosedLoopStream):
 
     async def send(self, number: int) -> StreamRecord:
         from engines.base import GenerationRequest, SamplingParams, TokenDelta
+        from engines.channel import generate
 
         prompt, max_tokens = self._workload.request(self._number, number)
         sampling = SamplingParams(max_tokens, temperature=0.0, stop_token_ids=frozenset())
         request = GenerationRequest(f"s{self._number}-{number}", prompt.ids, sampling)
         record = self._current = StreamRecord(sent=time.perf_counter())
         # Closing the events early (the window's end cancels this) aborts the request.
-        async with contextlib.aclosing(self._engine.generate(request)) as events:
+        async with contextlib.aclosing(generate(self._engine, request)) as events:
             async for event in events:
                 now = time.perf_counter()
                 if isinstance(event, TokenDelta):

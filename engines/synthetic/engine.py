@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engines.base import (
@@ -41,12 +41,11 @@ from engines.base import (
     EngineStats,
     Finished,
     FinishReason,
-    GenerationEvent,
     GenerationRequest,
     SamplingParams,
+    Sink,
     TokenLogprob,
 )
-from engines.channel import Sink, TokenChannel
 from engines.settings import SyntheticSettings
 
 BLOCK_SIZE = 64
@@ -166,17 +165,7 @@ class SyntheticEngine:
             step_seconds=self._step_seconds,
         )
 
-    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
-        channel = TokenChannel(logprobs=request.sampling.logprobs is not None)
-        # The consumer went away early: abort, freeing the slot at once.
-        channel.on_abandon = self._enqueue(request, channel)
-        return channel.events()
-
     async def open(self, request: GenerationRequest, sink: Sink) -> Callable[[], None]:
-        """`generate` for the engine worker: output goes to `sink`; returns the abort."""
-        return self._enqueue(request, sink)
-
-    def _enqueue(self, request: GenerationRequest, sink: Sink) -> Callable[[], None]:
         if not self.healthy():
             raise EngineError(str(self._fatal or "the engine is not running"))
         if request.sampling.constraint is not None:

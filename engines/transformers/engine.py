@@ -12,7 +12,7 @@ transformers' manager thread is the one owner of the model: it schedules, runs
 one forward pass per step and hands each request's cumulative output to its
 `OutputRouter`, which calls our handler on the event loop once per step for the
 whole batch (`deliver_batch`). The handler diffs each request's tokens into its
-sink (a `TokenChannel`, or the engine worker's relay), with the logprobs our
+sink (the gateway's request, or the engine worker's relay), with the logprobs our
 sampler recorded on the manager thread (`engines/transformers/sampler.py`);
 nothing else crosses threads but the sampler's per-request state and a few
 counters read by `stats`.
@@ -35,7 +35,7 @@ import functools
 import itertools
 import logging
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,10 +47,9 @@ from engines.base import (
     EngineStats,
     Finished,
     FinishReason,
-    GenerationEvent,
     GenerationRequest,
+    Sink,
 )
-from engines.channel import Sink, TokenChannel
 from engines.settings import TransformersSettings
 from engines.transformers.manager import (
     create_manager,
@@ -216,16 +215,7 @@ class TransformersEngine:
             reused_blocks=self._prefix.reused_blocks,
         )
 
-    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
-        channel = TokenChannel(logprobs=request.sampling.logprobs is not None)
-        # Still live when the consumer leaves before Finished: aborted in the engine.
-        channel.on_abandon = await self.open(request, channel)
-        async with contextlib.aclosing(channel.events()) as events:
-            async for event in events:
-                yield event
-
     async def open(self, request: GenerationRequest, sink: Sink) -> Callable[[], None]:
-        """`generate` for the engine worker: output goes to `sink`; returns the abort."""
         max_new_tokens = self._checked_max_new_tokens(request)
         sampler = await self._request_sampler(request)
         request_id = self._submit(request, max_new_tokens, sampler, sink)

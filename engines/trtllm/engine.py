@@ -6,7 +6,7 @@
 Each request gets one task that drains `generate_async(..., streaming=True)`. The library
 yields the same `RequestOutput` every step, mutated in place, so the task copies each
 step's new ids (`token_ids_diff`), and their logprobs if asked for, into the request's
-`TokenChannel`. A consumer that leaves before `Finished` aborts the request at once; the
+sink. A consumer that leaves before `Finished` aborts the request at once; the
 task still reads the final cancelled event. So does a stop id that the library was not
 given (min_tokens with several stop ids, `sampling.Stops`): the task ends the output at it
 itself. One more task reads iteration stats while
@@ -21,8 +21,8 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,9 @@ from engines.base import (
     EngineStats,
     Finished,
     FinishReason,
-    GenerationEvent,
     GenerationRequest,
+    Sink,
 )
-from engines.channel import TokenChannel
 from engines.settings import TrtllmSettings
 from engines.trtllm.compat import (
     TrtllmApi,
@@ -82,21 +81,17 @@ class _Live:
     prompt_tokens: int
     stops: Stops
     top_logprobs: int | None  # the request's logprobs k
-    channel: TokenChannel = field(init=False)
+    sink: Sink
     emitted: int = 0
     task: asyncio.Task[None] | None = None
 
-    def __post_init__(self) -> None:
-        # The consumer left: free the batch slot and KV blocks now, not on a poll.
-        self.channel = TokenChannel(self.top_logprobs is not None, on_abandon=self.result.abort)
-
     def step(self, output: Any) -> None:
-        if self.channel.closed:  # ended here at a late stop id; the library's end follows
+        if self.sink.closed:  # ended here at a late stop id; the library's end follows
             return
         # Since NVIDIA/TensorRT-LLM#13119 a failed request ends with `.error` set, unraised.
         error = getattr(output, "error", None)
         if error:
-            self.channel.fail(EngineRequestError(f"TensorRT-LLM refused the request: {error}"))
+            self.sink.fail(EngineRequestError(f"TensorRT-LLM refused the request: {error}"))
             return
         completion = output.outputs[0]
         ids = list(completion.token_ids_diff)  # a copy: the next step mutates the lists
@@ -121,17 +116,17 @@ class _Live:
         # The token that stopped generation is counted, though never yielded.
         completion_tokens = self.emitted + (reason is FinishReason.STOP)
         final = Finished(reason, self.prompt_tokens, completion_tokens, cached_tokens)
-        self.channel.finish(final)
+        self.sink.finish(final)
 
     def _put(self, ids: list[int], completion: Any) -> None:
         if not ids:
             return
         self.emitted += len(ids)
         if self.top_logprobs is None:
-            self.channel.put(ids)
+            self.sink.put(ids)
         else:
             # Paired from the front: a cut stop token leaves one logprob over at the end.
-            self.channel.put(ids, token_logprobs(ids, completion.logprobs_diff, self.top_logprobs))
+            self.sink.put(ids, token_logprobs(ids, completion.logprobs_diff, self.top_logprobs))
 
 
 class TrtllmEngine:
@@ -197,7 +192,7 @@ class TrtllmEngine:
             log.error("TensorRT-LLM's executor is gone: the engine is unhealthy")
             # Their results would never come: end them now, not at their deadlines.
             for live in list(self._live):
-                live.channel.fail(EngineError("TensorRT-LLM's executor is gone"))
+                live.sink.fail(EngineError("TensorRT-LLM's executor is gone"))
                 if live.task is not None:
                     live.task.cancel()
         return not self._failed
@@ -210,8 +205,10 @@ class TrtllmEngine:
     def stats(self) -> EngineStats:
         return self._stats
 
-    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
-        return self._submit(request).channel.events()
+    async def open(self, request: GenerationRequest, sink: Sink) -> Callable[[], None]:
+        # The consumer left: free the batch slot and KV blocks now, not on a poll.
+        abort: Callable[[], None] = self._submit(request, sink).result.abort
+        return abort
 
     def _llm_kwargs(self, api: TrtllmApi) -> dict[str, Any]:
         s = self._settings
@@ -295,7 +292,7 @@ class TrtllmEngine:
             raise EngineError(f"{path} has no max_position_embeddings: set trtllm.max_seq_len")
         return length
 
-    def _submit(self, request: GenerationRequest) -> _Live:
+    def _submit(self, request: GenerationRequest, sink: Sink) -> _Live:
         if self._llm is None or self._api is None or self._limits is None:
             raise EngineError("the trtllm engine is not running")
         prompt_tokens = len(request.prompt_token_ids)
@@ -311,7 +308,7 @@ class TrtllmEngine:
         except Exception as exc:
             raise self._engine_error(exc) from exc
         live = _Live(
-            result, prompt_tokens, split_stops(request.sampling), request.sampling.logprobs
+            result, prompt_tokens, split_stops(request.sampling), request.sampling.logprobs, sink
         )
         live.task = asyncio.create_task(self._pump(live), name=f"trtllm {request.request_id}")
         self._live.add(live)
@@ -324,9 +321,9 @@ class TrtllmEngine:
                 live.step(output)
         except EngineError as exc:  # an output this request cannot use: the executor is fine
             live.result.abort()
-            live.channel.fail(exc)
+            live.sink.fail(exc)
         except Exception as exc:
-            live.channel.fail(self._engine_error(exc))
+            live.sink.fail(self._engine_error(exc))
         finally:
             self._live.discard(live)
 

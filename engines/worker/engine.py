@@ -5,9 +5,9 @@
 
 The engine and the gateway then each have their own interpreter lock: the
 engine's step loop never waits for the gateway's event loop, nor the other way
-round. Each request gets a `TokenChannel` here, as with an engine in-process;
-one message per engine step (engines/worker/wire.py) fills every channel that
-advanced, so the event loop wakes once per step, as before.
+round. One message per engine step (engines/worker/wire.py) reaches the sink of
+every request that advanced, as an engine in-process would put to them in its
+step.
 
 Faults end every open request with an `EngineError` and turn `healthy()` false,
 so that `/health` and `/ready` answer 503 and an orchestrator restarts the pod:
@@ -25,7 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncGenerator
+from collections.abc import Callable
 from pathlib import Path
 
 from engines.base import (
@@ -33,11 +33,10 @@ from engines.base import (
     EngineLimits,
     EngineStats,
     Finished,
-    GenerationEvent,
     GenerationRequest,
+    Sink,
     TokenLogprob,
 )
-from engines.channel import TokenChannel
 from engines.settings import SyntheticSettings, TransformersSettings
 from engines.worker.wire import (
     HEARTBEAT_SECONDS,
@@ -70,7 +69,7 @@ class WorkerEngine:
         self._engine_healthy = False
         self._fatal: EngineError | None = None
         self._closed = False
-        self._live: dict[int, TokenChannel] = {}
+        self._live: dict[int, Sink] = {}
         self._handles = itertools.count()
         self._process: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -155,18 +154,14 @@ class WorkerEngine:
     def stats(self) -> EngineStats:
         return self._stats
 
-    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
+    async def open(self, request: GenerationRequest, sink: Sink) -> Callable[[], None]:
         writer = self._writer
         if writer is None or self._fatal is not None or self._closed:
             raise EngineError(str(self._fatal or "the engine worker is not running"))
         handle = next(self._handles)
-        channel = TokenChannel(
-            logprobs=request.sampling.logprobs is not None,
-            on_abandon=functools.partial(self._abandon, handle),
-        )
-        self._live[handle] = channel
+        self._live[handle] = sink
         write_message(writer, ("submit", handle, request))
-        return channel.events()
+        return functools.partial(self._abandon, handle)
 
     def _abandon(self, handle: int) -> None:
         """The consumer left early: the worker aborts the request in its engine."""
@@ -199,23 +194,23 @@ class WorkerEngine:
         healthy: bool,
         stats: EngineStats | None,
     ) -> None:
-        """One "step" message's items (engines/worker/wire.py) into the channels."""
+        """One "step" message's items (engines/worker/wire.py) into the requests' sinks."""
         self._engine_healthy = healthy  # before the failures, which it explains
         if stats is not None:
             self._stats = stats
         live = self._live
         for handle, token_ids, logprobs in tokens:
-            channel = live.get(handle)
-            if channel is not None:
-                channel.put(token_ids, logprobs or ())
+            sink = live.get(handle)
+            if sink is not None:
+                sink.put(token_ids, logprobs or ())
         for handle, final in finishes:
-            channel = live.pop(handle, None)
-            if channel is not None:
-                channel.finish(final)
+            sink = live.pop(handle, None)
+            if sink is not None:
+                sink.finish(final)
         for handle, error in failures:
-            channel = live.pop(handle, None)
-            if channel is not None:
-                channel.fail(decode_error(error))
+            sink = live.pop(handle, None)
+            if sink is not None:
+                sink.fail(decode_error(error))
 
     async def _watch(self) -> None:
         """Kill a worker that says nothing, not even its heartbeat, for too long."""
@@ -236,8 +231,8 @@ class WorkerEngine:
 
     def _fail_all(self, error: EngineError) -> None:
         live, self._live = self._live, {}
-        for channel in live.values():
-            channel.fail(error)
+        for sink in live.values():
+            sink.fail(error)
 
     async def _exit_status(self) -> str:
         """How the worker ended, once it has (it closes its socket as it dies)."""

@@ -23,11 +23,9 @@ import socket
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from engines import EngineSettings, create_engine
 from engines.base import Engine, EngineError, Finished, GenerationRequest, TokenLogprob
-from engines.channel import Sink
 from engines.worker.wire import (
     HEARTBEAT_SECONDS,
     EncodedError,
@@ -39,19 +37,10 @@ from engines.worker.wire import (
 log = logging.getLogger(__name__)
 
 
-@runtime_checkable
-class Hosted(Engine, Protocol):
-    """An engine that can write each request's output to a sink of the caller's."""
-
-    async def open(self, request: GenerationRequest, sink: Sink) -> Callable[[], None]:
-        """Start `request`, its output going to `sink`; returns what aborts it."""
-        ...
-
-
 class _Outbox:
     """What the engine produced since the last flush; flushed once per loop turn."""
 
-    def __init__(self, engine: Hosted, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, engine: Engine, writer: asyncio.StreamWriter) -> None:
         self.tokens: list[tuple[int, list[int], list[TokenLogprob] | None]] = []
         self.finishes: list[tuple[int, Finished]] = []
         self.failures: list[tuple[int, EncodedError]] = []
@@ -118,7 +107,7 @@ class _Relay:
 
 
 class _Host:
-    def __init__(self, engine: Hosted, reader: asyncio.StreamReader, outbox: _Outbox) -> None:
+    def __init__(self, engine: Engine, reader: asyncio.StreamReader, outbox: _Outbox) -> None:
         self._engine = engine
         self._reader = reader
         self._outbox = outbox
@@ -206,9 +195,7 @@ async def _run(fd: int) -> int:
     return 0
 
 
-async def _start(model_dir: Path, settings: EngineSettings) -> Hosted:
+async def _start(model_dir: Path, settings: EngineSettings) -> Engine:
     engine = create_engine(model_dir, settings)
-    if not isinstance(engine, Hosted):
-        raise EngineError(f"the {engine.name} engine cannot run in a worker process")
     await engine.start()
     return engine

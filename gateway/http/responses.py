@@ -6,9 +6,12 @@ ticket in its own `finally`, however the request ends: finished, failed, the
 client gone, past its deadline (`gateway/serving/lifecycle.py`), or cut short by a drain.
 
 - `EventStream`: server-sent events. Its frames are built as the choices' deltas
-  come (`Generation.drive` hands them to it) and sent with the server's own `send`
-  once the start has passed every middleware: no layer needs a chunk, and each
-  layer's wrapper would otherwise run for every one (`gateway/http/access_log.py`).
+  come, in the delivery pass of the engine step that made them
+  (`gateway/serving/delivery.py`), and written there and then with the server's
+  own `send` once the start has passed every middleware: no layer needs a chunk,
+  and each layer's wrapper would otherwise run for every one
+  (`gateway/http/access_log.py`). The server's send returns at once unless the
+  client stopped reading; only then does a frame, and those after it, wait in a task.
 - `JSONCompletion`: one JSON body, or a 499 when the client leaves first.
 
 Divergences from sse-starlette, which this replaces on the request path: no task
@@ -21,8 +24,10 @@ is dropped after keep-alive + send timeout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from starlette.responses import Response
@@ -97,6 +102,9 @@ class EventStream(_Owner):
         self._quiet_mark = 0  # `_sent_bytes` at the last keep-alive check
         self._timer: asyncio.TimerHandle | None = None
         self._pinging: asyncio.Task[None] | None = None
+        # While a send waits for a client that is not reading: the frames after it, in order.
+        self._backlog: deque[Message] | None = None
+        self._draining: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watcher = self._watch(receive)
@@ -127,6 +135,8 @@ class EventStream(_Owner):
                 self._timer.cancel()
             if self._pinging is not None:
                 self._pinging.cancel()
+            if self._draining is not None:
+                self._draining.cancel()
             if self._exchange is not None:
                 self._exchange.body_bytes += self._sent_bytes
             self._run.ticket.release()
@@ -156,17 +166,51 @@ class EventStream(_Owner):
         if end:
             await self._emit(end)
 
-    async def delta(self, generation: Generation, delta: Delta) -> None:
+    @property
+    def busy(self) -> bool:
+        return self._backlog is not None
+
+    def delta(self, generation: Generation, delta: Delta) -> None:
         usage = self._run.usage(running=True).body() if self._continuous_usage else None
-        await self._emit(self._chunks.delta(generation.choice, delta, usage))
+        self._write(self._chunks.delta(generation.choice, delta, usage))
 
     async def finished(self, generation: Generation) -> None:
         usage = self._run.usage(running=True).body() if self._continuous_usage else None
         await self._emit(self._chunks.finish(generation.choice, usage))
 
     async def _emit(self, frame: bytes) -> None:
+        """`frame` after every frame before it, waiting while the client does not read."""
+        self._write(frame)
+        draining = self._draining
+        if draining is not None and not draining.done():
+            await draining
+
+    def _write(self, frame: bytes) -> None:
+        """`frame` now; or, while a send waits for the client, after the frames queued."""
         self._sent_bytes += len(frame)
-        await self._send_body({"type": "http.response.body", "body": frame, "more_body": True})
+        message: Message = {"type": "http.response.body", "body": frame, "more_body": True}
+        if self._backlog is not None:
+            self._backlog.append(message)
+            return
+        rest = _send_now(self._send_body, message)
+        if rest is not None:
+            self._backlog = deque()
+            self._draining = asyncio.get_running_loop().create_task(self._drain(rest))
+
+    async def _drain(self, rest: Coroutine[Any, Any, None]) -> None:
+        backlog = self._backlog
+        assert backlog is not None
+        try:
+            await rest
+            while backlog:
+                await self._send_body(backlog.popleft())
+        except Exception:  # a server's send fails only on a broken connection: end the stream
+            log.exception("sending a frame failed")
+            self._cut()
+            return
+        self._backlog = None
+        for generation in self._run.generations:
+            generation.resume()
 
     def _arm_keepalive(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self._keepalive, self._on_quiet)
@@ -192,6 +236,51 @@ class EventStream(_Owner):
         else:
             self._quiet_mark = self._sent_bytes
             self._arm_keepalive()
+
+
+def _send_now(
+    send: Callable[[Message], Awaitable[None]], message: Message
+) -> Coroutine[Any, Any, None] | None:
+    """Runs `send(message)` until it first waits: None if it is done, else what finishes it.
+
+    An eager task's first step, without the task. The server's send waits only for a
+    client that is not reading (flow control), so nearly always it is done at once, and
+    a delivery pass writes every stream's frame with no task woken.
+    """
+    sending = send(message)
+    if not isinstance(sending, Coroutine):
+        return _awaiting(sending)
+    try:
+        waiting = sending.send(None)
+    except StopIteration:
+        return None
+    return _finish(sending, waiting)
+
+
+async def _finish(sending: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """The rest of a send that `_send_now` began: `waiting` is what it yielded (a future,
+    or None for a bare turn of the loop), as a task would have waited for it."""
+    while True:
+        try:
+            if waiting is None:
+                await asyncio.sleep(0)
+            else:
+                # Taken over as a task takes what its coroutine yields: awaiting a future
+                # still marked as handed to a task is an error.
+                waiting._asyncio_future_blocking = False
+                await waiting
+        except BaseException as error:  # cancelled, or what it waited for failed: its turn
+            resume = functools.partial(sending.throw, error)
+        else:
+            resume = functools.partial(sending.send, None)
+        try:
+            waiting = resume()
+        except StopIteration:
+            return
+
+
+async def _awaiting(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 async def _unstarted(message: Message) -> None:

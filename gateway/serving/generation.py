@@ -1,17 +1,19 @@
-"""One choice's run through the engine: deltas handed to a sink, usage and metrics at the end.
+"""One choice's run through the engine: deltas handed to an outlet, usage and metrics at the end.
 
-`Generation.drive` reads the engine's events in the caller's task and hands each
-delta straight to the response's `Sink` (which frames and sends it, or collects
-it): no generator stands between the engine and the wire. Every way out closes
-the engine's event iterator (`aclosing`), which aborts the request in the engine
-if it is still running: a stop string was matched, the client disconnected (the
-task is cancelled), the deadline passed (`Watch`), or an error was raised.
+A `Generation` is the engine's sink for its request (`engines.base.Sink`). What the
+engine puts in a step is handed on in that step's delivery pass
+(`gateway/serving/delivery.py`): pushed into the choice's `ChoiceStream`, and its
+delta given to the response's `Outlet`, which frames and writes it there and then,
+or collects it. The response's task waits only for the end: `drive` returns once
+the choice has finished, and every way out (a stop string, the client gone (the
+task is cancelled), the deadline passed (`Watch`), an error) aborts the engine's
+request if it is still running.
 """
 
 from __future__ import annotations
 
 import asyncio
-from contextlib import aclosing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,9 +24,11 @@ from engines.base import (
     Finished,
     FinishReason,
     GenerationRequest,
+    TokenLogprob,
 )
 from gateway.errors import EngineFailure, EngineUnavailable, GatewayError, InvalidRequest
 from gateway.serving.admission import Ticket
+from gateway.serving.delivery import Delivery
 from gateway.serving.lifecycle import Watch
 from gateway.serving.metrics import RequestMetrics
 from gateway.text.streaming import ChoiceStream, Delta
@@ -52,10 +56,17 @@ class Usage:
         }
 
 
-class Sink(Protocol):
+class Outlet(Protocol):
     """Where a response puts its choices' output as it comes."""
 
-    async def delta(self, generation: Generation, delta: Delta) -> None: ...
+    @property
+    def busy(self) -> bool:
+        """A write waits for the client: output is held back, and goes together once the
+        outlet calls each generation's `resume`."""
+        ...
+
+    def delta(self, generation: Generation, delta: Delta) -> None:
+        """Called in a delivery pass, where nothing may wait: write now, or queue."""
 
     async def finished(self, generation: Generation) -> None: ...
 
@@ -69,15 +80,27 @@ class Generation:
         metrics: RequestMetrics,
         ticket: Ticket,
         watch: Watch,
+        delivery: Delivery,
     ) -> None:
         self.choice = choice
         self.usage: Usage | None = None  # set once the generation has finished
-        self._finished: Finished | None = None  # the engine's last word, once it came
         self._engine = engine
         self._request = request
         self._metrics = metrics
         self._ticket = ticket
         self._watch = watch
+        self._delivery = delivery
+        # What the engine put since the last delivery pass, and its last word once said.
+        self._tokens: list[int] = []
+        logprobs = request.sampling.logprobs is not None
+        self._logprobs: list[TokenLogprob] | None = [] if logprobs else None
+        self._last_word: Finished | None = None
+        self._error: BaseException | None = None
+        self._finished: Finished | None = None  # the last word, once handed on
+        self._marked = False  # queued for the next delivery pass
+        self._outlet: Outlet | None = None  # set while the choice runs
+        self._ended: asyncio.Future[None] | None = None  # resolved when the choice ends
+        self._abort: Callable[[], None] | None = None  # the engine's, while it runs the request
 
     @property
     def running_usage(self) -> Usage:
@@ -87,16 +110,16 @@ class Generation:
         completion = self.choice.tokens if finished is None else finished.completion_tokens
         return Usage(len(self._request.prompt_token_ids), completion)
 
-    async def drive(self, sink: Sink) -> None:
-        """Run the choice to its end, handing what the client may see to `sink`.
+    async def drive(self, outlet: Outlet) -> None:
+        """Run the choice to its end, handing what the client may see to `outlet`.
 
         Raises a `GatewayError` on failure. The admission ticket learns of the first
         token; the response that owns the ticket releases it.
         """
         outcome = FinishReason.ABORT  # unless it finishes or fails: the consumer went away
         try:
-            await self._deliver(sink)
-            await sink.finished(self)
+            await self._run(outlet)
+            await outlet.finished(self)
         except EngineError as error:
             outcome = FinishReason.ERROR
             raise self._engine_error(error) from error
@@ -106,39 +129,104 @@ class Generation:
         finally:
             self._record(self._finished, self.choice.finish_reason or outcome)
 
-    async def _deliver(self, sink: Sink) -> None:
-        """The engine's events into the choice, and its deltas to `sink`, until it ends.
+    async def _run(self, outlet: Outlet) -> None:
+        """Open the request in the engine and wait for the choice's end.
 
         The deadline cancels the task wherever it waits (`Watch`): that cancellation
         is raised as the deadline's error.
         """
-        choice, metrics, watch = self.choice, self._metrics, self._watch
+        self._outlet = outlet
+        ended = self._ended = asyncio.get_running_loop().create_future()
+        watch = self._watch
         try:
             with watch:
-                async with aclosing(self._engine.generate(self._request)) as events:
-                    async for event in events:
-                        if isinstance(event, Finished):
-                            self._finished = event
-                            delta = self._finish(event)
-                        else:
-                            if not choice.tokens:
-                                self._ticket.started()
-                            metrics.delivered()
-                            delta = choice.push(event.token_ids, event.logprobs)
-                        if delta:
-                            await sink.delta(self, delta)
-                        if choice.finish_reason is not None:
-                            return  # closing `events` aborts a request a stop string ended
+                self._abort = await self._engine.open(self._request, self)
+                await ended
         except asyncio.CancelledError:
             if not watch.claims_cancellation():
                 raise
             raise watch.error() from None
-        raise EngineFailure("the engine ended the request without finishing it")
+        finally:
+            self._outlet = None  # whatever the engine still puts goes nowhere
+            if self._abort is not None and not self.closed:
+                self._abort()  # a stop string ended it, or its consumer went away
 
-    def _finish(self, event: Finished) -> Delta:
-        if event.reason is FinishReason.ABORT:
-            raise EngineUnavailable("the engine aborted the request")
-        return self.choice.finish(event.reason)
+    # The engine's side (`engines.base.Sink`), called in its step.
+
+    @property
+    def closed(self) -> bool:
+        return self._last_word is not None or self._error is not None
+
+    def put(self, token_ids: Iterable[int], logprobs: Iterable[TokenLogprob] = ()) -> None:
+        self._tokens.extend(token_ids)
+        if self._logprobs is not None:
+            self._logprobs.extend(logprobs)
+        self._mark()
+
+    def finish(self, final: Finished) -> None:
+        if not self.closed:
+            self._last_word = final
+            self._mark()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.closed:
+            self._error = error
+            self._mark()
+
+    def _mark(self) -> None:
+        if not self._marked and self._outlet is not None:
+            self._marked = True
+            self._delivery.mark(self)
+
+    def resume(self) -> None:
+        """The outlet is no longer busy: what was held back goes in the next pass."""
+        if self._tokens or self.closed:
+            self._mark()
+
+    # The delivery pass's side.
+
+    def deliver(self) -> None:
+        """What the engine put since the last pass, into the choice and on to the outlet;
+        the choice's end (or a failure, raised) resolves `drive`'s wait."""
+        self._marked = False
+        ended, outlet = self._ended, self._outlet
+        if ended is None or outlet is None or ended.done():
+            return  # the choice ended meanwhile
+        if outlet.busy:
+            return  # held, so that it leaves in one delta once the client reads again
+        try:
+            self._hand_on(outlet)
+        except Exception as error:  # raised where `drive` waits
+            ended.set_exception(error)
+            return
+        if self.choice.finish_reason is not None:
+            ended.set_result(None)
+
+    def _hand_on(self, outlet: Outlet) -> None:
+        choice = self.choice
+        if self._tokens:
+            tokens, self._tokens = self._tokens, []
+            logprobs = self._logprobs
+            if logprobs is not None:
+                self._logprobs = []
+            if not choice.tokens:
+                self._ticket.started()
+            self._metrics.delivered()
+            delta = choice.push(tokens, logprobs)
+            if delta:
+                outlet.delta(self, delta)
+        if choice.finish_reason is not None:
+            return  # a stop string ended it: whatever else the engine said is moot
+        if self._error is not None:
+            raise self._error
+        final = self._last_word
+        if final is not None:
+            if final.reason is FinishReason.ABORT:
+                raise EngineUnavailable("the engine aborted the request")
+            self._finished = final
+            delta = choice.finish(final.reason)
+            if delta:
+                outlet.delta(self, delta)
 
     def _engine_error(self, error: EngineError) -> GatewayError:
         if isinstance(error, EngineRequestError):

@@ -89,12 +89,14 @@ def _not_found(response_id: str) -> ResponseNotFound:
 
 
 class _Into:
-    """The `Sink` of a non-streamed response: its output items, built as a stream would."""
+    """The `Outlet` of a non-streamed response: its output items, built as a stream would."""
+
+    busy = False
 
     def __init__(self) -> None:
         self.output = Output()
 
-    async def delta(self, generation: Generation, delta: Delta) -> None:
+    def delta(self, generation: Generation, delta: Delta) -> None:
         self.output.add(delta)
 
     async def finished(self, generation: Generation) -> None:
@@ -103,11 +105,11 @@ class _Into:
 
 
 async def _body(run: Run, fields: dict[str, Any], keep: Keep) -> bytes:
-    sink = _Into()
-    await run.drive(sink)
+    into = _Into()
+    await run.drive(into)
     choice = run.generations[0].choice
     counts = usage_body(run.usage().body(), choice.reasoning_tokens)
     reason = choice.finish_reason
-    response = finished(fields, sink.output, reason, counts)
+    response = finished(fields, into.output, reason, counts)
     keep(response)
     return orjson.dumps(response)

@@ -21,7 +21,8 @@ from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.openai.bodies import Collected
 from gateway.openai.protocol import CompletionBody
 from gateway.serving.admission import Admission, Ticket
-from gateway.serving.generation import Generation, Sink, Usage
+from gateway.serving.delivery import Delivery
+from gateway.serving.generation import Generation, Outlet, Usage
 from gateway.serving.lifecycle import Lifecycle
 from gateway.serving.metrics import Metrics
 from gateway.serving.prompts import PromptRenderer
@@ -80,17 +81,17 @@ class Run:
         await self.drive(_Collector(outputs))
         return outputs
 
-    async def drive(self, sink: Sink) -> None:
-        """Every choice to its end, each handing its output to `sink` as it comes.
+    async def drive(self, outlet: Outlet) -> None:
+        """Every choice to its end, each handing its output to `outlet` as it comes.
 
-        One choice runs in the caller's task. Several run in a task each, so that
-        their deltas reach the sink in arrival order; the first error cancels the
-        others (each aborts its engine request) and is raised.
+        One choice runs in the caller's task. Several wait in a task each, each with
+        its own deadline; the first error cancels the others (each aborts its engine
+        request) and is raised.
         """
         if len(self.generations) == 1:
-            await self.generations[0].drive(sink)
+            await self.generations[0].drive(outlet)
             return
-        tasks = [asyncio.create_task(g.drive(sink)) for g in self.generations]
+        tasks = [asyncio.create_task(g.drive(outlet)) for g in self.generations]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -105,12 +106,14 @@ class Run:
 
 
 class _Collector:
-    """The `Sink` of a non-streamed response: each choice's deltas, gathered."""
+    """The `Outlet` of a non-streamed response: each choice's deltas, gathered."""
+
+    busy = False
 
     def __init__(self, outputs: list[Collected]) -> None:
         self.outputs = outputs  # a run's choices come in index order
 
-    async def delta(self, generation: Generation, delta: Delta) -> None:
+    def delta(self, generation: Generation, delta: Delta) -> None:
         self.outputs[generation.choice.index].add(delta)
 
     async def finished(self, generation: Generation) -> None:
@@ -146,6 +149,7 @@ class Runner:
     admission: Admission
     lifecycle: Lifecycle
     limits: EngineLimits  # the engine's, capped at `max_model_len` (`lengths.served_limits`)
+    delivery: Delivery = field(default_factory=Delivery)
     _sequence: Iterator[int] = field(default_factory=itertools.count, init=False)
 
     @property
@@ -199,6 +203,7 @@ class Runner:
                         self.metrics.request(arrival),
                         ticket,
                         self.lifecycle.watch(),
+                        self.delivery,
                     )
                 )
         return Run(generations, ticket, body.n)

@@ -21,6 +21,7 @@ from engines.base import (
     TokenDelta,
     TokenLogprob,
 )
+from engines.channel import generate
 from engines.settings import SyntheticSettings
 from engines.synthetic import SyntheticEngine
 
@@ -40,7 +41,7 @@ def request(rid: str, max_tokens: int = 5, prompt: int = 3, stop: frozenset[int]
 
 
 async def collect(engine: SyntheticEngine, req: GenerationRequest) -> list[GenerationEvent]:
-    return [event async for event in engine.generate(req)]
+    return [event async for event in generate(engine, req)]
 
 
 def tokens(events: list[GenerationEvent]) -> list[int]:
@@ -78,7 +79,7 @@ async def test_batch_size_bounds_running_and_queues_the_rest(engine: SyntheticEn
 
 
 async def test_closing_the_consumer_aborts_at_once(engine: SyntheticEngine) -> None:
-    async with aclosing(engine.generate(request("a", 1000))) as events:
+    async with aclosing(generate(engine, request("a", 1000))) as events:
         await anext(events)
         assert engine.stats().running == 1
     assert engine.stats().running == 0

@@ -27,6 +27,7 @@ from engines.base import (
     TokenDelta,
     TokenLogprob,
 )
+from engines.channel import generate
 from engines.settings import TransformersSettings
 from engines.transformers.engine import TransformersEngine
 from engines.transformers.manager import placement
@@ -111,7 +112,7 @@ async def run_with_logprobs(
 ) -> tuple[list[int], list[TokenLogprob], Finished]:
     tokens: list[int] = []
     logprobs: list[TokenLogprob] = []
-    async with asyncio.timeout(TIMEOUT_S), aclosing(engine.generate(request)) as events:
+    async with asyncio.timeout(TIMEOUT_S), aclosing(generate(engine, request)) as events:
         async for event in events:
             if isinstance(event, TokenDelta):
                 assert event.token_ids, "a TokenDelta is never empty"
@@ -352,7 +353,7 @@ async def test_aborting_a_constrained_request_frees_its_state(engine, france) ->
     constraint = Constraint(ConstraintKind.REGEX, "[a-z ]+")  # never complete: runs on
     request = request_with(france, 500, temperature=0.0, constraint=constraint)
 
-    async with aclosing(engine.generate(request)) as events:
+    async with aclosing(generate(engine, request)) as events:
         for _ in range(2):
             assert isinstance(await anext(events), TokenDelta)
         assert len(engine._sampler.requests) == 1
@@ -367,7 +368,7 @@ async def test_cancel_mid_stream_frees_the_request(engine, france) -> None:
     reference, _ = await run(engine, greedy(france, 32))
     bystander = asyncio.create_task(run(engine, greedy(france, 32)))
 
-    async with aclosing(engine.generate(greedy(france, 500))) as events:
+    async with aclosing(generate(engine, greedy(france, 500))) as events:
         for _ in range(2):  # mid-decode, where a step is always in flight
             assert isinstance(await anext(events), TokenDelta)
         assert engine.stats().running >= 1

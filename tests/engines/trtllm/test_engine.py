@@ -21,6 +21,7 @@ from engines.base import (
     SamplingParams,
     TokenDelta,
 )
+from engines.channel import generate
 from engines.settings import TrtllmSettings
 from engines.trtllm.engine import TrtllmEngine, stats_from
 from tests.engines.trtllm.standin import Standin, StandinConfig, installed
@@ -62,7 +63,7 @@ def request(
 
 
 async def collect(engine: TrtllmEngine, req: GenerationRequest) -> list[GenerationEvent]:
-    return [event async for event in engine.generate(req)]
+    return [event async for event in generate(engine, req)]
 
 
 def tokens(events: list[GenerationEvent]) -> list[int]:
@@ -94,7 +95,7 @@ async def test_streams_each_steps_new_tokens_once(tmp_path: Path) -> None:
 
 async def test_a_lagging_consumer_gets_the_backlog_in_one_delta(tmp_path: Path) -> None:
     async with running(checkpoint(tmp_path)) as (engine, standin):
-        events = engine.generate(request(max_tokens=50))
+        events = generate(engine, request(max_tokens=50))
         await anext(events)
         steps = standin.llm.executor.steps
         await eventually(lambda: standin.llm.executor.steps >= steps + 4)
@@ -147,7 +148,7 @@ async def test_the_end_id_stops_whether_or_not_the_backend_returns_it(
 
 async def test_closing_the_consumer_aborts_before_the_next_step(tmp_path: Path) -> None:
     async with running(checkpoint(tmp_path)) as (engine, standin):
-        events = engine.generate(request(max_tokens=1000))
+        events = generate(engine, request(max_tokens=1000))
         await anext(events)
         step = standin.llm.executor.steps
         await events.aclose()
@@ -165,7 +166,7 @@ async def test_cancelling_the_consumer_task_aborts(tmp_path: Path) -> None:
         first = asyncio.Event()
 
         async def consume() -> None:
-            async for _ in engine.generate(request(max_tokens=1000)):
+            async for _ in generate(engine, request(max_tokens=1000)):
                 first.set()
 
         task = asyncio.create_task(consume())
@@ -179,7 +180,7 @@ async def test_cancelling_the_consumer_task_aborts(tmp_path: Path) -> None:
 
 async def test_a_finished_request_is_not_aborted(tmp_path: Path) -> None:
     async with running(checkpoint(tmp_path)) as (engine, standin):
-        events = engine.generate(request(max_tokens=3))
+        events = generate(engine, request(max_tokens=3))
         async for _ in events:
             pass
         await events.aclose()
@@ -188,7 +189,7 @@ async def test_a_finished_request_is_not_aborted(tmp_path: Path) -> None:
 
 async def test_close_ends_open_streams_with_abort_and_shuts_down(tmp_path: Path) -> None:
     async with running(checkpoint(tmp_path)) as (engine, standin):
-        events = engine.generate(request(max_tokens=1000))
+        events = generate(engine, request(max_tokens=1000))
         await anext(events)
         await engine.close()
         rest = [event async for event in events]

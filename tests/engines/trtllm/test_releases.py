@@ -18,6 +18,7 @@ from engines.base import (
     FinishReason,
     GenerationRequest,
 )
+from engines.channel import generate
 from engines.settings import TrtllmSettings
 from engines.trtllm import compat
 from engines.trtllm.engine import TrtllmEngine
@@ -248,7 +249,7 @@ async def test_a_dead_worker_makes_the_engine_unhealthy_without_a_request(
     tmp_path: Path, version: str
 ) -> None:
     async with running(checkpoint(tmp_path), None, **release(version)) as (engine, standin):
-        events = engine.generate(request(max_tokens=1000))
+        events = generate(engine, request(max_tokens=1000))
         await anext(events)
         assert engine.healthy()
         standin.llm.kill_worker()  # 1.x: executor/proxy.py mpi_done_callback; main: _check_health

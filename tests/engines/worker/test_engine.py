@@ -25,6 +25,7 @@ from engines.base import (
     TokenDelta,
     TokenLogprob,
 )
+from engines.channel import TokenChannel, generate
 from engines.settings import SyntheticSettings, TransformersSettings
 from engines.synthetic import SyntheticEngine
 from engines.worker import WorkerEngine
@@ -48,7 +49,7 @@ def request(rid: str = "r", max_tokens: int = 5, **sampling: Any) -> GenerationR
 async def collect(
     engine: WorkerEngine | SyntheticEngine, req: GenerationRequest
 ) -> list[GenerationEvent]:
-    async with aclosing(engine.generate(req)) as events:
+    async with aclosing(generate(engine, req)) as events:
         return [event async for event in events]
 
 
@@ -131,7 +132,7 @@ async def test_an_injected_request_failure_fails_that_request_only() -> None:
 
 
 async def test_leaving_early_aborts_the_request_in_the_worker(engine: WorkerEngine) -> None:
-    async with aclosing(engine.generate(request(max_tokens=100_000))) as events:
+    async with aclosing(generate(engine, request(max_tokens=100_000))) as events:
         await anext(events)
         await eventually(lambda: engine.stats().running == 1)  # the heartbeat's word
     await eventually(lambda: engine.stats().running == 0)
@@ -182,7 +183,7 @@ async def test_a_killed_worker_fails_every_open_request_and_the_engine(
             await run
     assert not engine.healthy()
     with pytest.raises(EngineError, match="killed by SIGKILL"):
-        engine.generate(request())
+        await engine.open(request(), TokenChannel())
 
 
 async def test_a_worker_that_crashes_fails_every_open_request_with_its_exit(

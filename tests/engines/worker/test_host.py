@@ -6,8 +6,15 @@ import asyncio
 import pickle
 from typing import Any, cast
 
-from engines.base import EngineStats, Finished, FinishReason, PromptTooLong, TokenLogprob
-from engines.worker.host import Hosted, _Outbox, _Relay
+from engines.base import (
+    Engine,
+    EngineStats,
+    Finished,
+    FinishReason,
+    PromptTooLong,
+    TokenLogprob,
+)
+from engines.worker.host import _Outbox, _Relay
 from engines.worker.wire import decode_error
 
 DONE = Finished(FinishReason.LENGTH, prompt_tokens=3, completion_tokens=2)
@@ -35,7 +42,7 @@ class StubEngine:
 
 def outbox() -> tuple[_Outbox, Recorder, StubEngine]:
     recorder, engine = Recorder(), StubEngine()
-    return _Outbox(cast(Hosted, engine), cast(Any, recorder)), recorder, engine
+    return _Outbox(cast(Engine, engine), cast(Any, recorder)), recorder, engine
 
 
 async def test_one_step_of_many_requests_leaves_as_one_message() -> None:

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ import uvicorn
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import SecretStr
 
-from engines.base import GenerationEvent, GenerationRequest
+from engines.base import GenerationRequest, Sink
 from engines.settings import SyntheticSettings
 from engines.synthetic import SyntheticEngine
 from gateway import cli
@@ -55,15 +55,15 @@ def unlogged_gateway() -> Iterator[LiveServer]:
 def engine_ids(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The request ids the synthetic engine receives, in order."""
     seen: list[str] = []
-    generate = SyntheticEngine.generate
+    open_request = SyntheticEngine.open
 
-    def recording(
-        self: SyntheticEngine, request: GenerationRequest
-    ) -> AsyncGenerator[GenerationEvent]:
+    async def recording(
+        self: SyntheticEngine, request: GenerationRequest, sink: Sink
+    ) -> Callable[[], None]:
         seen.append(request.request_id)
-        return generate(self, request)
+        return await open_request(self, request, sink)
 
-    monkeypatch.setattr(SyntheticEngine, "generate", recording)
+    monkeypatch.setattr(SyntheticEngine, "open", recording)
     return seen
 
 

@@ -27,6 +27,7 @@ from gateway.openai.chunks import ChatChunks
 from gateway.responses.events import ResponseEvents, head
 from gateway.responses.protocol import ResponsesRequest
 from gateway.serving.admission import Admission, Ticket
+from gateway.serving.delivery import Delivery
 from gateway.serving.generation import Generation
 from gateway.serving.lifecycle import Lifecycle
 from gateway.serving.metrics import Metrics
@@ -85,6 +86,7 @@ class Fixture:
         self.metrics = Metrics(self.registry, "m")
         rejections = Counter("r", "r", ("model_name", "reason"), registry=self.registry)
         self.admission = Admission(8, 1000, 1, rejections, "m")
+        self.delivery = Delivery()
 
     def run(self, max_tokens: int = 3, n: int = 1) -> tuple[Run, CountedTicket]:
         ticket = CountedTicket(self.admission, 2)
@@ -100,6 +102,7 @@ class Fixture:
                 self.metrics.request(time.perf_counter()),
                 ticket,
                 self.lifecycle.watch(),
+                self.delivery,
             )
             for i in range(n)
         ]
@@ -229,6 +232,38 @@ async def test_a_responses_stream_fails_with_response_failed_and_stores_it(
     assert stored == [last["response"]]
     assert (ticket.releases, failing.finished("error")) == (1, 1)
     assert failing.idle()
+
+
+class StalledClient(Client):
+    """A client that stops reading at its `stall_at`-th body message until `resume` is set."""
+
+    def __init__(self, stall_at: int) -> None:
+        super().__init__()
+        self.stall_at = stall_at
+        self.resume = asyncio.Event()
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        await super().send(message)
+        if sum(m["type"] == "http.response.body" for m in self.messages) == self.stall_at:
+            await self.resume.wait()
+
+
+async def test_a_client_that_stops_reading_gets_what_piled_up_in_one_frame(gw: Fixture) -> None:
+    """The engine never waits for it; its tokens wait in order, and go together."""
+    run, ticket = gw.run(max_tokens=40)
+    client = StalledClient(stall_at=3)  # the role chunk, then two content chunks
+    streaming = asyncio.create_task(gw.stream(run)(SCOPE, client.receive, client.send))
+    await asyncio.sleep(0.1)  # 1 ms steps: the engine finishes meanwhile
+    assert gw.engine.stats().running == 0 and not streaming.done()
+    client.resume.set()
+    await asyncio.wait_for(streaming, 5)
+    contents = [data(f)["choices"][0]["delta"].get("content") for f in client.frames()[1:-3]]
+    assert contents[:2] == [" w1002", " w1003"]
+    assert "".join(contents) == "".join(f" w{1002 + i}" for i in range(40))
+    assert len(contents) < 10  # what piled up left as one or a few frames, not 38
+    assert data(client.frames()[-3])["choices"][0]["finish_reason"] == "length"
+    assert (ticket.releases, gw.finished("length")) == (1, 1)
+    assert gw.idle()
 
 
 @pytest.mark.parametrize("leave_after", [0, 3])
