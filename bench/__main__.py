@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         "--request-cost-streams", type=int, default=64, help="1-token requests level (0: none)"
     )
     parser.add_argument("--preprocess-concurrency", type=int, default=2048)
+    parser.add_argument(
+        "--render-workers", default="1,2", help="render worker counts for the preprocessing burst"
+    )
     parser.add_argument("--no-preprocess", action="store_true", help="skip preprocessing")
     parser.add_argument(
         "--no-floor", action="store_true", help="skip the transport floor (bench/floor.py)"
@@ -79,7 +82,8 @@ def _sweep(args: argparse.Namespace) -> dict[str, Any]:
         print(f"\npy-spy, gateway at {config.profile_level} streams ({config.profile_out}):")
         print(profile.summarise(config.profile_out))
     if not args.no_preprocess:
-        figures.update(_preprocess(args.preprocess_concurrency))
+        workers = tuple(int(n) for n in args.render_workers.split(","))
+        figures.update(_preprocess(args.preprocess_concurrency, workers))
     return figures
 
 
@@ -119,9 +123,9 @@ def _sweep_settings(config: sweep.SweepConfig) -> dict[str, Any]:
     }
 
 
-def _preprocess(concurrency: int) -> dict[str, Any]:
+def _preprocess(concurrency: int, render_workers: tuple[int, ...]) -> dict[str, Any]:
     print(f"\nprompt preprocessing, {concurrency} concurrent 1000-token prompts:", flush=True)
-    result = preprocess.measure(concurrency)
+    result = preprocess.measure(concurrency, render_workers=render_workers)
     print(result.render())
     method = preprocess.METHOD.format(n=concurrency)
     print(f"(ms; {method})")
