@@ -165,12 +165,13 @@ def render(levels: list[Level], server: str = "gw") -> str:
     latency = table(
         ["streams", "TTFT p50", "TTFT p99", "+TTFT p50", "+TTFT p99", "adm wait mean",
          f"{server} TTFT mean", "ITL p50", "ITL p99", "+ITL p50", "+ITL p99", "/health p50",
-         "/health max"],
+         "/health p99", "/health max"],
         [
             [level.name, *(fmt(f[key], 2) for key in (
                 "ttft_p50_ms", "ttft_p99_ms", "added_ttft_p50_ms", "added_ttft_p99_ms",
                 "admission_wait_mean_ms", "gateway_ttft_mean_ms", "itl_p50_ms", "itl_p99_ms",
-                "added_itl_p50_ms", "added_itl_p99_ms", "health_p50_ms", "health_max_ms"))]
+                "added_itl_p50_ms", "added_itl_p99_ms", "health_p50_ms", "health_p99_ms",
+                "health_max_ms"))]
             for level in levels for f in [level.figures()]
         ],
     )  # fmt: skip

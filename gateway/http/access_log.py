@@ -54,6 +54,11 @@ class Exchange:
         scope.setdefault("state", {})["exchange"] = Exchange(send)
 
     @staticmethod
+    def close(scope: Scope) -> None:
+        """Once the exchange has ended: what `open` added, so that nothing holds the send."""
+        del scope["state"]["exchange"]
+
+    @staticmethod
     def of(scope: Scope) -> Exchange | None:
         found: Exchange | None = scope.get("state", {}).get("exchange")
         return found
