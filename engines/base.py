@@ -198,6 +198,55 @@ class Sink(Protocol):
     def fail(self, error: BaseException) -> None: ...
 
 
+class Gathered:
+    """A `Sink` that keeps what the engine put until its consumer takes it.
+
+    `_changed` runs after each put and after the last word: a consumer's cue to come.
+    """
+
+    __slots__ = ("_error", "_final", "_logprobs", "_tokens")
+
+    def __init__(self, logprobs: bool) -> None:
+        """`logprobs`: the request asked for them, so every `put` brings one per token."""
+        self._tokens: list[int] = []
+        self._logprobs: list[TokenLogprob] | None = [] if logprobs else None
+        self._final: Finished | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._final is not None or self._error is not None
+
+    def put(self, token_ids: Iterable[int], logprobs: Iterable[TokenLogprob] = ()) -> None:
+        self._tokens.extend(token_ids)
+        if self._logprobs is not None:
+            self._logprobs.extend(logprobs)
+        self._changed()
+
+    def finish(self, final: Finished) -> None:
+        if not self.closed:
+            self._final = final
+            self._changed()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.closed:
+            self._error = error
+            self._changed()
+
+    def _take(self) -> tuple[list[int], list[TokenLogprob] | None] | None:
+        """The ids put since the last take, with their logprobs; None if there are none."""
+        if not self._tokens:
+            return None
+        tokens, self._tokens = self._tokens, []
+        logprobs = self._logprobs
+        if logprobs is not None:
+            self._logprobs = []
+        return tokens, logprobs
+
+    def _changed(self) -> None:
+        raise NotImplementedError
+
+
 class Engine(Protocol):
     """An inference engine held in-process; every method runs on the event loop."""
 

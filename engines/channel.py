@@ -20,16 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable
 
-from engines.base import (
-    Engine,
-    Finished,
-    GenerationEvent,
-    GenerationRequest,
-    TokenDelta,
-    TokenLogprob,
-)
+from engines.base import Engine, Gathered, GenerationEvent, GenerationRequest, TokenDelta
 
 
 async def generate(engine: Engine, request: GenerationRequest) -> AsyncGenerator[GenerationEvent]:
@@ -41,53 +34,25 @@ async def generate(engine: Engine, request: GenerationRequest) -> AsyncGenerator
             yield event
 
 
-class TokenChannel:
+class TokenChannel(Gathered):
     """A `Sink` that keeps what the engine put until `events()` hands it on."""
 
-    __slots__ = ("_error", "_final", "_logprobs", "_tokens", "_waiter", "on_abandon")
+    __slots__ = ("_waiter", "on_abandon")
 
     def __init__(
         self, logprobs: bool = False, on_abandon: Callable[[], None] | None = None
     ) -> None:
-        """`logprobs`: the request asked for them, so every `put` brings one per token.
-        `on_abandon`: called once if the consumer closes `events()` before the last word."""
+        """`on_abandon`: called once if the consumer closes `events()` before the last word."""
+        super().__init__(logprobs)
         self.on_abandon = on_abandon
-        self._tokens: list[int] = []
-        self._logprobs: list[TokenLogprob] | None = [] if logprobs else None
-        self._final: Finished | None = None
-        self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
-
-    @property
-    def closed(self) -> bool:
-        """True once the engine has said its last word for this request."""
-        return self._final is not None or self._error is not None
-
-    def put(self, token_ids: Iterable[int], logprobs: Iterable[TokenLogprob] = ()) -> None:
-        self._tokens.extend(token_ids)
-        if self._logprobs is not None:
-            self._logprobs.extend(logprobs)
-        self._wake()
-
-    def finish(self, final: Finished) -> None:
-        if not self.closed:
-            self._final = final
-            self._wake()
-
-    def fail(self, error: BaseException) -> None:
-        if not self.closed:
-            self._error = error
-            self._wake()
 
     async def events(self) -> AsyncGenerator[GenerationEvent]:
         try:
             while True:
-                if self._tokens:
-                    tokens, self._tokens = self._tokens, []
-                    logprobs = self._logprobs
-                    if logprobs is not None:
-                        self._logprobs = []
-                    yield TokenDelta(tokens, logprobs)
+                taken = self._take()
+                if taken is not None:
+                    yield TokenDelta(*taken)
                 elif self._error is not None:
                     raise self._error
                 elif self._final is not None:
@@ -103,7 +68,7 @@ class TokenChannel:
             if not self.closed and self.on_abandon is not None:
                 self.on_abandon()
 
-    def _wake(self) -> None:
+    def _changed(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -13,7 +13,7 @@ request if it is still running.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,8 +23,8 @@ from engines.base import (
     EngineRequestError,
     Finished,
     FinishReason,
+    Gathered,
     GenerationRequest,
-    TokenLogprob,
 )
 from gateway.errors import EngineFailure, EngineUnavailable, GatewayError, InvalidRequest
 from gateway.serving.admission import Ticket
@@ -71,7 +71,7 @@ class Outlet(Protocol):
     async def finished(self, generation: Generation) -> None: ...
 
 
-class Generation:
+class Generation(Gathered):
     def __init__(
         self,
         engine: Engine,
@@ -82,6 +82,7 @@ class Generation:
         watch: Watch,
         delivery: Delivery,
     ) -> None:
+        super().__init__(request.sampling.logprobs is not None)
         self.choice = choice
         self.usage: Usage | None = None  # set once the generation has finished
         self._engine = engine
@@ -90,13 +91,7 @@ class Generation:
         self._ticket = ticket
         self._watch = watch
         self._delivery = delivery
-        # What the engine put since the last delivery pass, and its last word once said.
-        self._tokens: list[int] = []
-        logprobs = request.sampling.logprobs is not None
-        self._logprobs: list[TokenLogprob] | None = [] if logprobs else None
-        self._last_word: Finished | None = None
-        self._error: BaseException | None = None
-        self._finished: Finished | None = None  # the last word, once handed on
+        self._finished: Finished | None = None  # the engine's last word, once handed on
         self._marked = False  # queued for the next delivery pass
         self._outlet: Outlet | None = None  # set while the choice runs
         self._ended: asyncio.Future[None] | None = None  # resolved when the choice ends
@@ -151,29 +146,9 @@ class Generation:
             if self._abort is not None and not self.closed:
                 self._abort()  # a stop string ended it, or its consumer went away
 
-    # The engine's side (`engines.base.Sink`), called in its step.
+    # The engine's side: what it puts in its step is gathered (`Gathered`), then ...
 
-    @property
-    def closed(self) -> bool:
-        return self._last_word is not None or self._error is not None
-
-    def put(self, token_ids: Iterable[int], logprobs: Iterable[TokenLogprob] = ()) -> None:
-        self._tokens.extend(token_ids)
-        if self._logprobs is not None:
-            self._logprobs.extend(logprobs)
-        self._mark()
-
-    def finish(self, final: Finished) -> None:
-        if not self.closed:
-            self._last_word = final
-            self._mark()
-
-    def fail(self, error: BaseException) -> None:
-        if not self.closed:
-            self._error = error
-            self._mark()
-
-    def _mark(self) -> None:
+    def _changed(self) -> None:
         if not self._marked and self._outlet is not None:
             self._marked = True
             self._delivery.mark(self)
@@ -181,9 +156,9 @@ class Generation:
     def resume(self) -> None:
         """The outlet is no longer busy: what was held back goes in the next pass."""
         if self._tokens or self.closed:
-            self._mark()
+            self._changed()
 
-    # The delivery pass's side.
+    # ... handed on in the step's delivery pass.
 
     def deliver(self) -> None:
         """What the engine put since the last pass, into the choice and on to the outlet;
@@ -204,22 +179,19 @@ class Generation:
 
     def _hand_on(self, outlet: Outlet) -> None:
         choice = self.choice
-        if self._tokens:
-            tokens, self._tokens = self._tokens, []
-            logprobs = self._logprobs
-            if logprobs is not None:
-                self._logprobs = []
+        taken = self._take()
+        if taken is not None:
             if not choice.tokens:
                 self._ticket.started()
             self._metrics.delivered()
-            delta = choice.push(tokens, logprobs)
+            delta = choice.push(*taken)
             if delta:
                 outlet.delta(self, delta)
         if choice.finish_reason is not None:
             return  # a stop string ended it: whatever else the engine said is moot
         if self._error is not None:
             raise self._error
-        final = self._last_word
+        final = self._final
         if final is not None:
             if final.reason is FinishReason.ABORT:
                 raise EngineUnavailable("the engine aborted the request")
