@@ -22,7 +22,7 @@ from engines.settings import SyntheticSettings
 from engines.synthetic import SyntheticEngine
 from gateway.anthropic.messages import MessageEvents
 from gateway.errors import ClientDisconnected, EngineFailure
-from gateway.http.responses import EventStream, JSONCompletion
+from gateway.http.responses import EventStream, JSONCompletion, _send_now
 from gateway.openai.chunks import ChatChunks
 from gateway.responses.events import ResponseEvents, head
 from gateway.responses.protocol import ResponsesRequest
@@ -264,6 +264,91 @@ async def test_a_client_that_stops_reading_gets_what_piled_up_in_one_frame(gw: F
     assert data(client.frames()[-3])["choices"][0]["finish_reason"] == "length"
     assert (ticket.releases, gw.finished("length")) == (1, 1)
     assert gw.idle()
+
+
+class BrokenClient(StalledClient):
+    """Stops reading at `stall_at`, and its connection breaks when the send resumes."""
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        await super().send(message)
+        if len(self.messages) > self.stall_at:
+            raise RuntimeError("the connection broke")
+
+
+async def test_a_send_that_fails_after_waiting_ends_the_stream_once(gw: Fixture) -> None:
+    run, ticket = gw.run(max_tokens=10_000)
+    client = BrokenClient(stall_at=3)
+    streaming = asyncio.create_task(gw.stream(run)(SCOPE, client.receive, client.send))
+    await asyncio.sleep(0.02)
+    client.resume.set()
+    await asyncio.wait_for(streaming, 5)
+    assert b"data: [DONE]" not in client.frames()
+    assert (ticket.releases, gw.finished("abort")) == (1, 1)
+    assert gw.idle()
+
+
+class Server:
+    """A server's send: done at once, or waiting on `writable` (flow control)."""
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.sent: list[bytes] = []
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        await self.writable.wait()
+        self.sent.append(message["body"])
+
+
+def body(frame: bytes) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": frame, "more_body": True}
+
+
+async def test_send_now_is_done_at_once_while_the_client_reads() -> None:
+    server = Server()
+    assert _send_now(server.send, body(b"a")) is None
+    assert server.sent == [b"a"]
+
+
+async def test_send_now_hands_back_the_rest_of_a_send_that_waits() -> None:
+    server = Server()
+    server.writable.clear()
+    rest = _send_now(server.send, body(b"a"))
+    assert rest is not None and server.sent == []
+    finishing = asyncio.create_task(rest)
+    await asyncio.sleep(0)
+    assert not finishing.done()
+    server.writable.set()
+    await asyncio.wait_for(finishing, 1)
+    assert server.sent == [b"a"]
+
+
+async def test_the_rest_of_a_send_cancelled_cancels_what_it_waits_for() -> None:
+    server = Server()
+    server.writable.clear()
+    rest = _send_now(server.send, body(b"a"))
+    assert rest is not None
+    finishing = asyncio.create_task(rest)
+    await asyncio.sleep(0)
+    finishing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await finishing
+    assert server.sent == [] and not server.writable._waiters  # Event.wait cleaned up
+
+
+async def test_send_now_awaits_a_send_that_is_not_a_coroutine() -> None:
+    sent: list[bytes] = []
+
+    def send(message: MutableMapping[str, Any]) -> asyncio.Future[None]:
+        sent.append(message["body"])
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    rest = _send_now(send, body(b"a"))
+    assert rest is not None
+    await rest
+    assert sent == [b"a"]
 
 
 @pytest.mark.parametrize("leave_after", [0, 3])

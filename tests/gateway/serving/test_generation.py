@@ -89,21 +89,23 @@ def generation(engine: ScriptedEngine, stops: Sequence[str] = ()) -> Generation:
     )
 
 
-async def started(engine: ScriptedEngine, choice: Generation, outlet: Outlet) -> asyncio.Task[None]:
+async def started(
+    engine: ScriptedEngine, choice: Generation, outlet: Outlet
+) -> tuple[asyncio.Task[None], Sink]:
+    """`choice` driven in a task, once the engine has its request: the task and the sink."""
     driving = asyncio.create_task(choice.drive(outlet))
     while engine.sink is None:
         await asyncio.sleep(0)
-    return driving
+    return driving, engine.sink
 
 
 async def test_a_finished_request_is_not_aborted() -> None:
     engine, outlet = ScriptedEngine(), Outlet()
     choice = generation(engine)
-    driving = await started(engine, choice, outlet)
-    assert engine.sink is not None
-    engine.sink.put([3])
-    engine.sink.put([4])  # the same step's: one delta
-    engine.sink.finish(Finished(FinishReason.LENGTH, 2, 2))
+    driving, sink = await started(engine, choice, outlet)
+    sink.put([3])
+    sink.put([4])  # the same step's: one delta
+    sink.finish(Finished(FinishReason.LENGTH, 2, 2))
     await asyncio.wait_for(driving, 1)
     assert (outlet.texts, outlet.finished_calls, engine.aborts) == ([" w3 w4"], 1, 0)
     assert choice.usage is not None and choice.usage.completion_tokens == 2
@@ -112,14 +114,13 @@ async def test_a_finished_request_is_not_aborted() -> None:
 async def test_a_stop_string_aborts_once_and_drops_what_the_engine_still_puts() -> None:
     engine, outlet = ScriptedEngine(), Outlet()
     choice = generation(engine, stops=["w4"])
-    driving = await started(engine, choice, outlet)
-    assert engine.sink is not None
-    engine.sink.put([3])
+    driving, sink = await started(engine, choice, outlet)
+    sink.put([3])
     await asyncio.sleep(0)
-    engine.sink.put([4])
+    sink.put([4])
     await asyncio.wait_for(driving, 1)
-    engine.sink.put([5])
-    engine.sink.finish(Finished(FinishReason.LENGTH, 2, 3))
+    sink.put([5])
+    sink.finish(Finished(FinishReason.LENGTH, 2, 3))
     await asyncio.sleep(0)
     assert "".join(outlet.texts) == " w3 "
     assert (choice.choice.finish_reason, engine.aborts) == (FinishReason.STOP, 1)
@@ -128,10 +129,9 @@ async def test_a_stop_string_aborts_once_and_drops_what_the_engine_still_puts() 
 async def test_a_failure_after_tokens_raises_once_they_are_handed_on() -> None:
     engine, outlet = ScriptedEngine(), Outlet()
     choice = generation(engine)
-    driving = await started(engine, choice, outlet)
-    assert engine.sink is not None
-    engine.sink.put([3])
-    engine.sink.fail(EngineError("boom"))
+    driving, sink = await started(engine, choice, outlet)
+    sink.put([3])
+    sink.fail(EngineError("boom"))
     with pytest.raises(EngineFailure, match="boom"):
         await asyncio.wait_for(driving, 1)
     assert (outlet.texts, outlet.finished_calls, engine.aborts) == ([" w3"], 0, 0)
@@ -140,12 +140,11 @@ async def test_a_failure_after_tokens_raises_once_they_are_handed_on() -> None:
 async def test_a_consumer_that_goes_away_aborts_once() -> None:
     engine, outlet = ScriptedEngine(), Outlet()
     choice = generation(engine)
-    driving = await started(engine, choice, outlet)
-    assert engine.sink is not None
+    driving, sink = await started(engine, choice, outlet)
     driving.cancel()
     with pytest.raises(asyncio.CancelledError):
         await driving
-    engine.sink.put([3])
+    sink.put([3])
     await asyncio.sleep(0)
     assert (outlet.texts, engine.aborts) == ([], 1)
 

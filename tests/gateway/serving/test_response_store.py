@@ -14,6 +14,10 @@ def response(response_id: str, text: str = "x") -> dict[str, Any]:
     return {"id": response_id, "output": [item]}
 
 
+def asked(text: str) -> list[dict[str, Any]]:
+    return [{"type": "message", "role": "user", "content": text}]
+
+
 def size(stored: dict[str, Any], inputs: list[dict[str, Any]]) -> int:
     return len(orjson.dumps(stored)) + len(orjson.dumps(inputs))
 
@@ -44,11 +48,10 @@ def test_one_too_large_is_not_stored_and_evicts_nothing() -> None:
 
 def test_a_conversation_is_its_input_then_its_output() -> None:
     store = ResponseStore(max_count=10, max_bytes=10**6)
-    asked = [{"type": "message", "role": "user", "content": "Hi."}]
-    store.put(response("a", "Hello."), asked)
+    store.put(response("a", "Hello."), asked("Hi."))
     stored = store.get("a")
     assert stored is not None
-    assert stored.conversation == [*asked, *response("a", "Hello.")["output"]]
+    assert stored.conversation == [*asked("Hi."), *response("a", "Hello.")["output"]]
 
 
 def test_delete_frees_its_bytes() -> None:
@@ -61,8 +64,7 @@ def test_delete_frees_its_bytes() -> None:
 def test_a_chain_survives_the_eviction_of_its_first_link() -> None:
     """Each record holds its whole conversation: what `previous_response_id` continues."""
     store = ResponseStore(max_count=2, max_bytes=10**6)
-    first_input = [{"type": "message", "role": "user", "content": "One."}]
-    store.put(response("a", "1"), first_input)
+    store.put(response("a", "1"), asked("One."))
     first = store.get("a")
     assert first is not None
     store.put(response("b", "2"), first.conversation)
@@ -70,7 +72,7 @@ def test_a_chain_survives_the_eviction_of_its_first_link() -> None:
     second = store.get("b")
     assert store.get("a") is None and second is not None
     assert second.conversation == [
-        *first_input,
+        *asked("One."),
         *response("a", "1")["output"],
         *response("b", "2")["output"],
     ]
